@@ -1,0 +1,377 @@
+//! The fetch cache: an LRU of Vault answers with a TTL, shared in-flight fetches,
+//! short negative caching and stale-on-error.
+//!
+//! One cache instance holds one kind of answer (secrets, or folder listings),
+//! keyed by logical path. Concurrent misses on one key share one fetch, which
+//! runs in its own task so that a caller giving up never wastes it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use lru::LruCache;
+
+use crate::vault::StoreError;
+
+/// How long answers are kept and how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// Keys (secret paths or folders) kept at most; the least recently used go first.
+    pub capacity: usize,
+    /// How long a found value is served without asking Vault again. Zero disables caching.
+    pub ttl: Duration,
+    /// How long a "not found" answer is kept (capped by `ttl`).
+    pub negative_ttl: Duration,
+    /// How long past its TTL a value may still be served while Vault fails.
+    pub max_stale: Duration,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        CachePolicy {
+            capacity: 16_384,
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(5),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Counters for status reporting and tests.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub fetches: AtomicU64,
+    pub stale_serves: AtomicU64,
+}
+
+/// A snapshot of [`CacheStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub fetches: u64,
+    pub stale_serves: u64,
+}
+
+/// What a lookup produced: the value (or `None` for "not found") and whether it
+/// is a stale value served because Vault failed.
+#[derive(Clone, Debug)]
+pub struct Cached<V> {
+    pub value: Option<V>,
+    pub stale: bool,
+}
+
+type Answer<V> = Result<Option<V>, StoreError>;
+type InFlight<V> = Shared<BoxFuture<'static, Answer<V>>>;
+
+struct Entry<V> {
+    value: Option<V>,
+    fetched_at: Instant,
+}
+
+struct Inner<V> {
+    policy: CachePolicy,
+    entries: Mutex<LruCache<String, Entry<V>>>,
+    in_flight: Mutex<HashMap<String, InFlight<V>>>,
+    stats: CacheStats,
+}
+
+/// A TTL + LRU cache of fetched answers. Cloning shares the cache.
+pub struct FetchCache<V> {
+    inner: Arc<Inner<V>>,
+}
+
+impl<V> Clone for FetchCache<V> {
+    fn clone(&self) -> Self {
+        FetchCache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
+    pub fn new(policy: CachePolicy) -> FetchCache<V> {
+        let capacity = NonZeroUsize::new(policy.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        FetchCache {
+            inner: Arc::new(Inner {
+                policy,
+                entries: Mutex::new(LruCache::new(capacity)),
+                in_flight: Mutex::new(HashMap::new()),
+                stats: CacheStats::default(),
+            }),
+        }
+    }
+
+    pub fn policy(&self) -> &CachePolicy {
+        &self.inner.policy
+    }
+
+    /// Returns the cached answer for `key`, or runs `fetch` (shared with any
+    /// concurrent caller for the same key) and caches what it returns.
+    ///
+    /// When the fetch fails with a transient error and an expired value younger
+    /// than `max_stale` is held, that value is returned with `stale: true`.
+    /// A permission error drops the held value: a revoked secret is never served.
+    pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<Cached<V>, StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Answer<V>> + Send + 'static,
+    {
+        let inner = &self.inner;
+        let stale_candidate = {
+            let mut entries = inner.entries.lock().unwrap();
+            match entries.get(key) {
+                Some(entry) if self.is_fresh(entry) => {
+                    inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Cached {
+                        value: entry.value.clone(),
+                        stale: false,
+                    });
+                }
+                Some(entry) => entry
+                    .value
+                    .clone()
+                    .filter(|_| entry.fetched_at.elapsed() < inner.policy.ttl + inner.policy.max_stale),
+                None => None,
+            }
+        };
+        inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let shared = self.join_or_start_fetch(key, fetch);
+        match shared.await {
+            Ok(value) => Ok(Cached {
+                value,
+                stale: false,
+            }),
+            Err(error) if error.is_transient() && stale_candidate.is_some() => {
+                inner.stats.stale_serves.fetch_add(1, Ordering::Relaxed);
+                Ok(Cached {
+                    value: stale_candidate,
+                    stale: true,
+                })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn join_or_start_fetch<F, Fut>(&self, key: &str, fetch: F) -> InFlight<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Answer<V>> + Send + 'static,
+    {
+        let mut in_flight = self.inner.in_flight.lock().unwrap();
+        if let Some(shared) = in_flight.get(key) {
+            return shared.clone();
+        }
+        let inner = self.inner.clone();
+        let owned_key = key.to_string();
+        let work = fetch();
+        let task = tokio::spawn(async move {
+            inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
+            let answer = work.await;
+            inner.store_answer(&owned_key, &answer);
+            inner.in_flight.lock().unwrap().remove(&owned_key);
+            answer
+        });
+        let shared = async move {
+            task.await
+                .unwrap_or_else(|_| Err(StoreError::Malformed("fetch task failed".into())))
+        }
+        .boxed()
+        .shared();
+        in_flight.insert(key.to_string(), shared.clone());
+        shared
+    }
+
+    fn is_fresh(&self, entry: &Entry<V>) -> bool {
+        let policy = &self.inner.policy;
+        let lifetime = match entry.value {
+            Some(_) => policy.ttl,
+            None => policy.negative_ttl.min(policy.ttl),
+        };
+        entry.fetched_at.elapsed() < lifetime
+    }
+
+    /// Drops every entry (SIGHUP, tests).
+    pub fn clear(&self) {
+        self.inner.entries.lock().unwrap().clear();
+    }
+
+    /// Drops one entry.
+    pub fn invalidate(&self, key: &str) {
+        self.inner.entries.lock().unwrap().pop(key);
+    }
+
+    /// Current counters.
+    pub fn counts(&self) -> CacheCounts {
+        let stats = &self.inner.stats;
+        CacheCounts {
+            entries: self.inner.entries.lock().unwrap().len(),
+            hits: stats.hits.load(Ordering::Relaxed),
+            misses: stats.misses.load(Ordering::Relaxed),
+            fetches: stats.fetches.load(Ordering::Relaxed),
+            stale_serves: stats.stale_serves.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<V: Clone> Inner<V> {
+    fn store_answer(&self, key: &str, answer: &Answer<V>) {
+        let mut entries = self.entries.lock().unwrap();
+        match answer {
+            Ok(value) if !self.policy.ttl.is_zero() => {
+                entries.put(
+                    key.to_string(),
+                    Entry {
+                        value: value.clone(),
+                        fetched_at: Instant::now(),
+                    },
+                );
+            }
+            Ok(_) => {}
+            Err(error) if !error.is_transient() => {
+                entries.pop(key);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn policy(ttl_ms: u64) -> CachePolicy {
+        CachePolicy {
+            capacity: 2,
+            ttl: Duration::from_millis(ttl_ms),
+            negative_ttl: Duration::from_millis(ttl_ms),
+            max_stale: Duration::from_secs(60),
+        }
+    }
+
+    async fn fetch_counted(
+        cache: &FetchCache<u32>,
+        key: &str,
+        calls: &Arc<AtomicUsize>,
+        answer: Answer<u32>,
+    ) -> Result<Cached<u32>, StoreError> {
+        let calls = calls.clone();
+        cache
+            .get_or_fetch(key, move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                answer
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_cached_value_is_served_without_fetching_again() {
+        let cache = FetchCache::new(policy(60_000));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let got = fetch_counted(&cache, "gbo/llm", &calls, Ok(Some(7))).await.unwrap();
+            assert_eq!(got.value, Some(7));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.counts().hits, 2);
+    }
+
+    #[tokio::test]
+    async fn zero_ttl_fetches_every_time() {
+        let cache = FetchCache::new(policy(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            fetch_counted(&cache, "k", &calls, Ok(Some(1))).await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(cache.counts().entries, 0);
+    }
+
+    #[tokio::test]
+    async fn least_recently_used_key_is_evicted_at_capacity() {
+        let cache = FetchCache::new(policy(60_000));
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "a", &calls, Ok(Some(1))).await.unwrap();
+        fetch_counted(&cache, "b", &calls, Ok(Some(2))).await.unwrap();
+        fetch_counted(&cache, "a", &calls, Ok(Some(1))).await.unwrap();
+        fetch_counted(&cache, "c", &calls, Ok(Some(3))).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        fetch_counted(&cache, "a", &calls, Ok(Some(1))).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "a was recently used and kept");
+        fetch_counted(&cache, "b", &calls, Ok(Some(2))).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 4, "b was evicted");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_fetch() {
+        let cache = FetchCache::new(policy(60_000));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let cache = cache.clone();
+            let calls = calls.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_fetch("gbo/llm", move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Some(9))
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap().value, Some(9));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn not_found_is_cached_for_the_negative_ttl() {
+        let cache = FetchCache::new(CachePolicy {
+            negative_ttl: Duration::from_millis(30),
+            ..policy(60_000)
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        assert_eq!(fetch_counted(&cache, "x", &calls, Ok(None)).await.unwrap().value, None);
+        fetch_counted(&cache, "x", &calls, Ok(None)).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        fetch_counted(&cache, "x", &calls, Ok(None)).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn expired_value_is_served_stale_when_the_refresh_fails_transiently() {
+        let cache = FetchCache::new(policy(10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "k", &calls, Ok(Some(5))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let got = fetch_counted(&cache, "k", &calls, Err(StoreError::Server(500)))
+            .await
+            .unwrap();
+        assert_eq!(got.value, Some(5));
+        assert!(got.stale);
+        assert_eq!(cache.counts().stale_serves, 1);
+    }
+
+    #[tokio::test]
+    async fn permission_denied_drops_the_cached_value() {
+        let cache = FetchCache::new(policy(10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "k", &calls, Ok(Some(5))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let denied = fetch_counted(&cache, "k", &calls, Err(StoreError::PermissionDenied)).await;
+        assert_eq!(denied.unwrap_err(), StoreError::PermissionDenied);
+        let after = fetch_counted(&cache, "k", &calls, Err(StoreError::Server(500))).await;
+        assert!(after.is_err(), "no stale value may survive a 403");
+    }
+}

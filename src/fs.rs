@@ -1,0 +1,606 @@
+//! The filesystem core: inodes, lookups, attributes, directory listings and reads,
+//! as an async API returning `Result<_, FsError>`. No FUSE types appear here, so
+//! everything is testable without mounting; `fuse.rs` only converts replies.
+//!
+//! Tree: the root holds the namespace directory (`gbo/`). A Vault secret
+//! `gbo/a/b` is the directory `gbo/a/b/`; its keys are files in it, beside any
+//! sub-folders Vault lists under `gbo/a/b/`. When a key and a sub-folder share a
+//! name, the key wins.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use zeroize::Zeroizing;
+
+use crate::cache::{CacheCounts, CachePolicy, FetchCache};
+use crate::vault::{ListEntry, Secret, SecretBytes, SecretStore, StoreError};
+
+/// Inode number of the mount root.
+pub const ROOT_INO: u64 = 1;
+
+/// Longest file name a key may have (Linux NAME_MAX).
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Why a file operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("{path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("file operation timed out after {0:?}")]
+    TimedOut(Duration),
+}
+
+impl FsError {
+    /// The errno the kernel gets.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotADirectory => libc::ENOTDIR,
+            FsError::IsADirectory => libc::EISDIR,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::BadHandle => libc::EBADF,
+            FsError::Store { source, .. } => source.errno(),
+            FsError::TimedOut(_) => libc::EIO,
+        }
+    }
+}
+
+/// File or directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeType {
+    File,
+    Directory,
+}
+
+/// What `stat` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: NodeType,
+    pub size: u64,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: SystemTime,
+}
+
+/// One directory entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub name: String,
+    pub kind: NodeType,
+}
+
+/// Settings of the filesystem core.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    /// Namespace shown under the root, e.g. `gbo`.
+    pub prefix: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Mode of secret files (0400).
+    pub file_mode: u16,
+    /// Mode of directories (0500).
+    pub dir_mode: u16,
+    pub cache: CachePolicy,
+    /// No file operation waits longer than this for Vault.
+    pub operation_timeout: Duration,
+}
+
+impl FsConfig {
+    pub fn new(prefix: &str) -> FsConfig {
+        FsConfig {
+            prefix: prefix.to_string(),
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            file_mode: 0o400,
+            dir_mode: 0o500,
+            cache: CachePolicy::default(),
+            operation_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum NodeKind {
+    Root,
+    /// A Vault folder and/or secret at `path`. `is_secret` when Vault listed it as a secret.
+    Folder { path: String, is_secret: bool },
+    /// One key of the secret at `path`.
+    SecretFile { path: String, key: String },
+}
+
+#[derive(Default)]
+struct InodeTable {
+    nodes: HashMap<u64, Arc<NodeKind>>,
+    by_parent_and_name: HashMap<(u64, String), u64>,
+    next_ino: u64,
+}
+
+impl InodeTable {
+    fn new() -> InodeTable {
+        let mut table = InodeTable {
+            next_ino: ROOT_INO + 1,
+            ..Default::default()
+        };
+        table.nodes.insert(ROOT_INO, Arc::new(NodeKind::Root));
+        table
+    }
+
+    /// The inode for `name` under `parent`, created (or re-typed) as `kind`.
+    fn intern(&mut self, parent: u64, name: &str, kind: NodeKind) -> u64 {
+        let key = (parent, name.to_string());
+        if let Some(&ino) = self.by_parent_and_name.get(&key) {
+            if self.nodes.get(&ino).map(|k| **k != kind).unwrap_or(true) {
+                self.nodes.insert(ino, Arc::new(kind));
+            }
+            return ino;
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.nodes.insert(ino, Arc::new(kind));
+        self.by_parent_and_name.insert(key, ino);
+        ino
+    }
+}
+
+/// Logs each distinct problem once until the path works again.
+#[derive(Default)]
+struct WarnOnce {
+    seen: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl WarnOnce {
+    /// True the first time `what` is reported for `path`.
+    fn first(&self, path: &str, what: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .entry(path.to_string())
+            .or_default()
+            .insert(what.to_string())
+    }
+
+    fn clear(&self, path: &str) {
+        let mut seen = self.seen.lock().unwrap();
+        if !seen.is_empty() {
+            seen.remove(path);
+        }
+    }
+}
+
+/// Whether `name` can be shown as a file name.
+pub fn is_valid_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.contains('\0')
+        && name.len() <= MAX_NAME_BYTES
+}
+
+/// The filesystem core over one secret store.
+pub struct SecretFs {
+    store: Arc<dyn SecretStore>,
+    config: FsConfig,
+    secrets: FetchCache<Arc<Secret>>,
+    folders: FetchCache<Arc<Vec<ListEntry>>>,
+    inodes: Mutex<InodeTable>,
+    handles: Mutex<HashMap<u64, Arc<SecretBytes>>>,
+    next_handle: AtomicU64,
+    warnings: WarnOnce,
+    key_warnings: WarnOnce,
+    started: SystemTime,
+}
+
+impl SecretFs {
+    pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> SecretFs {
+        SecretFs {
+            store,
+            secrets: FetchCache::new(config.cache.clone()),
+            folders: FetchCache::new(config.cache.clone()),
+            config,
+            inodes: Mutex::new(InodeTable::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            warnings: WarnOnce::default(),
+            key_warnings: WarnOnce::default(),
+            started: SystemTime::now(),
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn SecretStore> {
+        &self.store
+    }
+
+    /// Secret-cache counters (entries are secret paths).
+    pub fn secret_cache_counts(&self) -> CacheCounts {
+        self.secrets.counts()
+    }
+
+    /// Drops every cached answer.
+    pub fn clear_cache(&self) {
+        self.secrets.clear();
+        self.folders.clear();
+    }
+
+    /// Finds `name` in the directory `parent`.
+    pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        self.bounded(self.lookup_unbounded(parent, name)).await
+    }
+
+    /// Attributes of an inode.
+    pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        self.bounded(async {
+            let node = self.node(ino)?;
+            self.attr_of(ino, &node).await
+        })
+        .await
+    }
+
+    /// The entries of a directory, without `.` and `..`.
+    pub async fn readdir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
+        self.bounded(self.readdir_unbounded(ino)).await
+    }
+
+    /// Opens a file for reading and takes a snapshot of its content, so that a
+    /// reader sees one consistent value however it chunks its reads.
+    pub async fn open(&self, ino: u64, write: bool) -> Result<u64, FsError> {
+        if write {
+            return Err(FsError::ReadOnly);
+        }
+        self.bounded(async {
+            let node = self.node(ino)?;
+            let content = self.content_of(&node).await?;
+            let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
+            self.handles
+                .lock()
+                .unwrap()
+                .insert(handle, Arc::new(content));
+            Ok(handle)
+        })
+        .await
+    }
+
+    /// Reads from an open handle.
+    pub fn read(&self, handle: u64, offset: u64, size: u32) -> Result<SecretBytes, FsError> {
+        let content = self
+            .handles
+            .lock()
+            .unwrap()
+            .get(&handle)
+            .cloned()
+            .ok_or(FsError::BadHandle)?;
+        let start = (offset as usize).min(content.len());
+        let end = start.saturating_add(size as usize).min(content.len());
+        Ok(Zeroizing::new(content[start..end].to_vec()))
+    }
+
+    /// Closes a handle; its snapshot is zeroized once no read uses it.
+    pub fn release(&self, handle: u64) {
+        self.handles.lock().unwrap().remove(&handle);
+    }
+
+    /// Number of open handles (tests).
+    pub fn open_handles(&self) -> usize {
+        self.handles.lock().unwrap().len()
+    }
+
+    /// Walks a `/`-separated path from the root with the same rules as the mount.
+    pub async fn resolve_path(&self, path: &str) -> Result<Attr, FsError> {
+        let mut attr = self.getattr(ROOT_INO).await?;
+        for component in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            if attr.kind != NodeType::Directory {
+                return Err(FsError::NotADirectory);
+            }
+            attr = self.lookup(attr.ino, OsStr::new(component)).await?;
+        }
+        Ok(attr)
+    }
+
+    /// The whole content of the file at `path` (for `gbo-fs get`).
+    pub async fn read_path(&self, path: &str) -> Result<SecretBytes, FsError> {
+        let attr = self.resolve_path(path).await?;
+        if attr.kind == NodeType::Directory {
+            return Err(FsError::IsADirectory);
+        }
+        let node = self.node(attr.ino)?;
+        self.bounded(self.content_of(&node)).await
+    }
+
+    /// The entries of the directory at `path` (for `gbo-fs ls`).
+    pub async fn list_path(&self, path: &str) -> Result<Vec<DirEntry>, FsError> {
+        let attr = self.resolve_path(path).await?;
+        if attr.kind != NodeType::Directory {
+            return Err(FsError::NotADirectory);
+        }
+        self.readdir(attr.ino).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, FsError>>,
+    ) -> Result<T, FsError> {
+        let limit = self.config.operation_timeout;
+        match tokio::time::timeout(limit, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(FsError::TimedOut(limit)),
+        }
+    }
+
+    fn node(&self, ino: u64) -> Result<Arc<NodeKind>, FsError> {
+        self.inodes
+            .lock()
+            .unwrap()
+            .nodes
+            .get(&ino)
+            .cloned()
+            .ok_or(FsError::NotFound)
+    }
+
+    fn intern(&self, parent: u64, name: &str, kind: NodeKind) -> u64 {
+        self.inodes.lock().unwrap().intern(parent, name, kind)
+    }
+
+    async fn lookup_unbounded(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
+        let name = name.to_str().ok_or(FsError::NotFound)?;
+        if !is_valid_file_name(name) {
+            return Err(FsError::NotFound);
+        }
+        let parent_node = self.node(parent)?;
+        let kind = match &*parent_node {
+            NodeKind::Root if name == self.config.prefix => NodeKind::Folder {
+                path: self.config.prefix.clone(),
+                is_secret: false,
+            },
+            NodeKind::Root => return Err(FsError::NotFound),
+            NodeKind::Folder { path, is_secret } => {
+                self.child_of_folder(path, *is_secret, name).await?
+            }
+            NodeKind::SecretFile { .. } => return Err(FsError::NotADirectory),
+        };
+        let ino = self.intern(parent, name, kind.clone());
+        self.attr_of(ino, &kind).await
+    }
+
+    /// Decides what `name` inside the folder/secret `path` is: a key (which wins),
+    /// a listed secret or sub-folder, or nothing.
+    async fn child_of_folder(
+        &self,
+        path: &str,
+        is_secret: bool,
+        name: &str,
+    ) -> Result<NodeKind, FsError> {
+        if is_secret {
+            if let Some(secret) = self.secret(path).await? {
+                if secret.values.contains_key(name) {
+                    return Ok(NodeKind::SecretFile {
+                        path: path.to_string(),
+                        key: name.to_string(),
+                    });
+                }
+            }
+        }
+        let child_path = format!("{path}/{name}");
+        match self.listing(path).await {
+            Ok(entries) => {
+                let matching: Vec<&ListEntry> = entries.iter().filter(|e| e.name == name).collect();
+                if matching.is_empty() {
+                    return Err(FsError::NotFound);
+                }
+                Ok(NodeKind::Folder {
+                    path: child_path,
+                    is_secret: matching.iter().any(|e| !e.is_folder),
+                })
+            }
+            // A token allowed to read but not to list still reaches its secrets.
+            Err(FsError::Store {
+                source: StoreError::PermissionDenied,
+                ..
+            }) => match self.secret(&child_path).await? {
+                Some(_) => Ok(NodeKind::Folder {
+                    path: child_path,
+                    is_secret: true,
+                }),
+                None => Err(FsError::NotFound),
+            },
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn readdir_unbounded(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
+        let node = self.node(ino)?;
+        match &*node {
+            NodeKind::Root => {
+                let prefix = self.config.prefix.clone();
+                let kind = NodeKind::Folder {
+                    path: prefix.clone(),
+                    is_secret: false,
+                };
+                Ok(vec![DirEntry {
+                    ino: self.intern(ino, &prefix, kind),
+                    name: prefix,
+                    kind: NodeType::Directory,
+                }])
+            }
+            NodeKind::Folder { path, is_secret } => {
+                let mut entries = Vec::new();
+                let mut names = HashSet::new();
+                if *is_secret {
+                    if let Some(secret) = self.secret(path).await? {
+                        for key in secret.values.keys().filter(|k| is_valid_file_name(k)) {
+                            let kind = NodeKind::SecretFile {
+                                path: path.clone(),
+                                key: key.clone(),
+                            };
+                            names.insert(key.clone());
+                            entries.push(DirEntry {
+                                ino: self.intern(ino, key, kind),
+                                name: key.clone(),
+                                kind: NodeType::File,
+                            });
+                        }
+                    }
+                }
+                let listing = match self.listing(path).await {
+                    Ok(listing) => listing,
+                    Err(FsError::Store {
+                        source: StoreError::PermissionDenied,
+                        ..
+                    }) if *is_secret => Arc::new(Vec::new()),
+                    Err(other) => return Err(other),
+                };
+                for entry in listing.iter() {
+                    if !is_valid_file_name(&entry.name) || names.contains(&entry.name) {
+                        continue;
+                    }
+                    let child_is_secret = listing
+                        .iter()
+                        .any(|e| e.name == entry.name && !e.is_folder);
+                    names.insert(entry.name.clone());
+                    let kind = NodeKind::Folder {
+                        path: format!("{path}/{}", entry.name),
+                        is_secret: child_is_secret,
+                    };
+                    entries.push(DirEntry {
+                        ino: self.intern(ino, &entry.name, kind),
+                        name: entry.name.clone(),
+                        kind: NodeType::Directory,
+                    });
+                }
+                Ok(entries)
+            }
+            NodeKind::SecretFile { .. } => Err(FsError::NotADirectory),
+        }
+    }
+
+    async fn attr_of(&self, ino: u64, node: &NodeKind) -> Result<Attr, FsError> {
+        match node {
+            NodeKind::Root | NodeKind::Folder { .. } => Ok(self.make_attr(ino, NodeType::Directory, 0)),
+            NodeKind::SecretFile { .. } => {
+                let size = self.content_of(node).await?.len() as u64;
+                Ok(self.make_attr(ino, NodeType::File, size))
+            }
+        }
+    }
+
+    fn make_attr(&self, ino: u64, kind: NodeType, size: u64) -> Attr {
+        let perm = match kind {
+            NodeType::File => self.config.file_mode,
+            NodeType::Directory => self.config.dir_mode,
+        };
+        Attr {
+            ino,
+            kind,
+            size,
+            perm,
+            uid: self.config.uid,
+            gid: self.config.gid,
+            mtime: self.started,
+        }
+    }
+
+    /// The bytes a file shows now.
+    async fn content_of(&self, node: &NodeKind) -> Result<SecretBytes, FsError> {
+        match node {
+            NodeKind::SecretFile { path, key } => {
+                let secret = self.secret(path).await?.ok_or(FsError::NotFound)?;
+                let value = secret.values.get(key).ok_or(FsError::NotFound)?;
+                Ok(Zeroizing::new(value.to_vec()))
+            }
+            NodeKind::Root | NodeKind::Folder { .. } => Err(FsError::IsADirectory),
+        }
+    }
+
+    /// The secret at a logical path, through the cache. `None` when Vault has none.
+    pub async fn secret(&self, path: &str) -> Result<Option<Arc<Secret>>, FsError> {
+        let store = self.store.clone();
+        let owned = path.to_string();
+        let answer = self
+            .secrets
+            .get_or_fetch(path, move || async move {
+                store.read_secret(&owned).await.map(|s| s.map(Arc::new))
+            })
+            .await;
+        let cached = self.note_outcome(path, "read", answer)?;
+        if let Some(secret) = &cached {
+            self.warn_invalid_keys(path, secret);
+        }
+        Ok(cached)
+    }
+
+    /// The folder listing at a logical path, through the cache. Empty when Vault has none.
+    async fn listing(&self, path: &str) -> Result<Arc<Vec<ListEntry>>, FsError> {
+        let store = self.store.clone();
+        let owned = path.to_string();
+        let answer = self
+            .folders
+            .get_or_fetch(path, move || async move {
+                store.list_folder(&owned).await.map(|l| l.map(Arc::new))
+            })
+            .await;
+        Ok(self
+            .note_outcome(path, "list", answer)?
+            .unwrap_or_default())
+    }
+
+    /// Logs a failure once per path and kind, and a stale serve once per outage.
+    fn note_outcome<V>(
+        &self,
+        path: &str,
+        operation: &str,
+        answer: Result<crate::cache::Cached<V>, StoreError>,
+    ) -> Result<Option<V>, FsError> {
+        match answer {
+            Ok(cached) if cached.stale => {
+                if self.warnings.first(path, "stale") {
+                    tracing::warn!(path, operation, "Vault failing; serving the last good value");
+                }
+                Ok(cached.value)
+            }
+            Ok(cached) => {
+                self.warnings.clear(path);
+                Ok(cached.value)
+            }
+            Err(source) => {
+                if self.warnings.first(path, &format!("{operation}:{source}")) {
+                    tracing::warn!(path, operation, error = %source, "Vault request failed");
+                }
+                Err(FsError::Store {
+                    path: path.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    fn warn_invalid_keys(&self, path: &str, secret: &Secret) {
+        for key in secret.values.keys().filter(|k| !is_valid_file_name(k)) {
+            if self.key_warnings.first(path, key) {
+                let shown: String = key.chars().take(64).collect();
+                tracing::warn!(path, key = ?shown, "key is not a valid file name; it is not shown");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,473 @@
+//! The real [`SecretStore`]: HashiCorp Vault's HTTP API through vaultrs.
+//!
+//! vaultrs builds the HTTP client (TLS, CA certificate, namespace, timeout) and
+//! serves the KV v2 reads and lists. Endpoints vaultrs has no call for
+//! (`sys/internal/ui/mounts`, `sys/seal-status`) and KV v1, whose responses vary
+//! between servers, go through the same kept-alive client with a tolerant parser.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+use zeroize::Zeroizing;
+
+use super::layout::{mount_from_sys_mounts, mount_from_ui_mounts, KvLayout, KvVersion, LayoutOverrides};
+use super::{ListEntry, Secret, SecretStore, StoreError, VaultStatus};
+
+/// Characters escaped inside one path segment.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// Largest LIST answer accepted (a folder with many thousands of names).
+const MAX_LIST_BYTES: usize = 16 << 20;
+
+/// How to reach Vault: the `VAULT_*` settings with the Vault CLI's meanings.
+#[derive(Clone)]
+pub struct VaultConnection {
+    /// `VAULT_ADDR`, e.g. `http://127.0.0.1:8200`.
+    pub addr: String,
+    /// `VAULT_TOKEN`. Never logged.
+    pub token: Zeroizing<String>,
+    /// `VAULT_CACERT`: PEM bundle trusted for https.
+    pub ca_cert: Option<PathBuf>,
+    /// `VAULT_SKIP_VERIFY`: accept any TLS certificate.
+    pub skip_verify: bool,
+    /// `VAULT_NAMESPACE` (Vault Enterprise / HCP).
+    pub namespace: Option<String>,
+    /// Longest wait for one Vault request.
+    pub timeout: Duration,
+    /// Largest secret accepted, in bytes of response body.
+    pub max_secret_bytes: usize,
+}
+
+impl std::fmt::Debug for VaultConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConnection")
+            .field("addr", &self.addr)
+            .field("token", &"<redacted>")
+            .field("ca_cert", &self.ca_cert)
+            .field("skip_verify", &self.skip_verify)
+            .field("namespace", &self.namespace)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Checks that `addr` is an absolute http(s) URL; the error names the value.
+pub fn validate_vault_addr(addr: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(addr)
+        .map_err(|e| format!("VAULT_ADDR `{addr}` is not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "VAULT_ADDR `{addr}` must be an http:// or https:// URL with a host"
+        ));
+    }
+    Ok(parsed)
+}
+
+/// Vault over HTTP, for one namespace prefix.
+pub struct VaultHttpStore {
+    client: VaultClient,
+    http: reqwest::Client,
+    base_url: String,
+    connection: VaultConnection,
+    prefix: String,
+    overrides: LayoutOverrides,
+    layout: OnceCell<KvLayout>,
+}
+
+impl VaultHttpStore {
+    /// Builds the client. Fails on a bad address or an unreadable CA certificate;
+    /// does not contact Vault.
+    pub fn new(
+        connection: VaultConnection,
+        prefix: &str,
+        overrides: LayoutOverrides,
+    ) -> Result<VaultHttpStore, String> {
+        let url = validate_vault_addr(&connection.addr)?;
+        let mut builder = VaultClientSettingsBuilder::default();
+        builder
+            .address(url.as_str())
+            .token(connection.token.as_str())
+            .timeout(Some(connection.timeout))
+            .verify(!connection.skip_verify)
+            .ca_certs(
+                connection
+                    .ca_cert
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            )
+            .namespace(connection.namespace.clone());
+        let settings = builder
+            .build()
+            .map_err(|e| format!("invalid Vault settings: {e}"))?;
+        let client = VaultClient::new(settings).map_err(|e| match e {
+            ClientError::FileReadError { path, .. } | ClientError::ParseCertificateError { path, .. } => {
+                format!("VAULT_CACERT `{path}` could not be read as a PEM certificate bundle")
+            }
+            other => format!("cannot build the Vault client: {other}"),
+        })?;
+        let http = client.http.http.clone();
+        Ok(VaultHttpStore {
+            client,
+            http,
+            base_url: connection.addr.trim_end_matches('/').to_string(),
+            connection,
+            prefix: prefix.to_string(),
+            overrides,
+            layout: OnceCell::new(),
+        })
+    }
+
+    /// The resolved KV layout; detected on first use, retried until it succeeds.
+    pub async fn layout(&self) -> Result<&KvLayout, StoreError> {
+        self.layout
+            .get_or_try_init(|| async {
+                let layout = self.detect_layout().await?;
+                tracing::info!(prefix = %self.prefix, "secrets come from {layout}");
+                Ok(layout)
+            })
+            .await
+    }
+
+    async fn detect_layout(&self) -> Result<KvLayout, StoreError> {
+        let overrides = &self.overrides;
+        if let (Some(mount), Some(version)) = (&overrides.mount, overrides.version) {
+            return Ok(KvLayout::for_mount(&self.prefix, mount, version));
+        }
+        let mut probes = Vec::new();
+        match &overrides.mount {
+            Some(mount) => probes.push(mount.trim_matches('/').to_string()),
+            None => {
+                probes.push(self.prefix.clone());
+                probes.push(format!("secret/{}", self.prefix));
+            }
+        }
+        for probe in &probes {
+            let api_path = format!("sys/internal/ui/mounts/{probe}");
+            match self.raw_request("GET", &api_path, MAX_LIST_BYTES).await {
+                Ok(Some(body)) => {
+                    if let Some((mount, version)) = mount_from_ui_mounts(&body) {
+                        let version = overrides.version.unwrap_or(version);
+                        return Ok(KvLayout::for_mount(&self.prefix, &mount, version));
+                    }
+                }
+                Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => {}
+                Err(transient) => return Err(transient),
+            }
+        }
+        match self.raw_request("GET", "sys/mounts", MAX_LIST_BYTES).await {
+            Ok(Some(body)) => {
+                let wanted = overrides.mount.as_deref().unwrap_or(&self.prefix);
+                if let Some((mount, version)) = mount_from_sys_mounts(&body, wanted) {
+                    let version = overrides.version.unwrap_or(version);
+                    return Ok(KvLayout::for_mount(&self.prefix, &mount, version));
+                }
+            }
+            Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => {}
+            Err(transient) => return Err(transient),
+        }
+        match (&overrides.mount, overrides.version) {
+            (Some(mount), version) => Ok(KvLayout::for_mount(
+                &self.prefix,
+                mount,
+                version.unwrap_or(KvVersion::V2),
+            )),
+            (None, _) => Err(StoreError::Layout(format!(
+                "neither a KV mount `{0}/` nor a KV mount `secret/` holding `{0}/` was found \
+                 (sys/internal/ui/mounts and sys/mounts); pass --kv-mount and --kv-version",
+                self.prefix
+            ))),
+        }
+    }
+
+    /// One request through the kept-alive client. `Ok(None)` is a 404.
+    async fn raw_request(
+        &self,
+        method: &str,
+        api_path: &str,
+        max_bytes: usize,
+    ) -> Result<Option<Value>, StoreError> {
+        let url = format!("{}/v1/{}", self.base_url, api_path);
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| StoreError::Malformed(format!("bad method {method}")))?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("X-Vault-Token", self.connection.token.as_str())
+            .header("X-Vault-Request", "true")
+            .timeout(self.connection.timeout);
+        if let Some(namespace) = &self.connection.namespace {
+            request = request.header("X-Vault-Namespace", namespace.as_str());
+        }
+        let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let mut body = Zeroizing::new(Vec::new());
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(StoreError::TooLarge(max_bytes));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        match status {
+            200..=299 if body.is_empty() => Ok(Some(Value::Null)),
+            200..=299 => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|_| StoreError::Malformed(format!("answer to {api_path} is not JSON"))),
+            404 => Ok(None),
+            other => Err(status_error(other, &body)),
+        }
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> StoreError {
+        if error.is_timeout() {
+            return StoreError::Timeout(self.connection.timeout);
+        }
+        StoreError::Unreachable(format!("{}: {}", self.base_url, root_cause(error)))
+    }
+
+    fn vaultrs_error(&self, error: ClientError) -> StoreError {
+        match error {
+            ClientError::APIError { code, errors } => {
+                let sealed = errors.iter().any(|e| e.contains("sealed"));
+                status_error(code, if sealed { b"sealed" } else { b"" })
+            }
+            ClientError::RestClientError { source } => {
+                if let rustify::errors::ClientError::ServerResponseError { code, .. } = &source {
+                    return status_error(*code, b"");
+                }
+                let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+                while let Some(current) = cause {
+                    if let Some(reqwest_error) = current.downcast_ref::<reqwest::Error>() {
+                        return self.transport_error(reqwest_error);
+                    }
+                    cause = current.source();
+                }
+                StoreError::Malformed(source.to_string())
+            }
+            ClientError::JsonParseError { .. }
+            | ClientError::ResponseEmptyError
+            | ClientError::ResponseDataEmptyError => {
+                StoreError::Malformed("KV answer without the expected data".into())
+            }
+            other => StoreError::Malformed(other.to_string()),
+        }
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.connection.timeout, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.connection.timeout)),
+        }
+    }
+
+    async fn read_v2(&self, layout: &KvLayout, path: &str) -> Result<Option<Secret>, StoreError> {
+        let endpoint = vaultrs::api::kv2::requests::ReadSecretRequest::builder()
+            .mount(layout.mount.clone())
+            .path(encode_path(&layout.mount_relative(path)))
+            .build()
+            .map_err(|e| StoreError::Malformed(e.to_string()))?;
+        let response = match vaultrs::api::exec_with_result(&self.client, endpoint).await {
+            Ok(response) => response,
+            Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
+            Err(error) => return Err(self.vaultrs_error(error)),
+        };
+        let Some(object) = response.data.as_object() else {
+            // A deleted or destroyed version reads as `data: null`.
+            return Ok(None);
+        };
+        let mut secret = Secret::from_json_object(object);
+        if secret.value_bytes() > self.connection.max_secret_bytes {
+            return Err(StoreError::TooLarge(self.connection.max_secret_bytes));
+        }
+        secret.version = Some(response.metadata.version);
+        secret.created_time = Some(response.metadata.created_time);
+        Ok(Some(secret))
+    }
+
+    async fn read_v1(&self, layout: &KvLayout, path: &str) -> Result<Option<Secret>, StoreError> {
+        let api_path = encode_path(&layout.read_api_path(path));
+        let Some(body) = self
+            .raw_request("GET", &api_path, self.connection.max_secret_bytes + 4096)
+            .await?
+        else {
+            return Ok(None);
+        };
+        match body.get("data").and_then(Value::as_object) {
+            Some(object) => Ok(Some(Secret::from_json_object(object))),
+            None => Err(StoreError::Malformed(format!(
+                "answer to {api_path} has no `data` object"
+            ))),
+        }
+    }
+
+    async fn list(&self, layout: &KvLayout, path: &str) -> Result<Option<Vec<ListEntry>>, StoreError> {
+        let keys = match layout.version {
+            KvVersion::V2 => {
+                let folder = format!("{}/", layout.mount_relative(path));
+                let folder = folder.trim_start_matches('/');
+                match vaultrs::kv2::list(&self.client, &layout.mount, &encode_path(folder)).await {
+                    Ok(keys) => keys,
+                    Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
+                    Err(error) => return Err(self.vaultrs_error(error)),
+                }
+            }
+            KvVersion::V1 => {
+                let api_path = encode_path(&layout.list_api_path(path));
+                let Some(body) = self.raw_request("LIST", &api_path, MAX_LIST_BYTES).await? else {
+                    return Ok(None);
+                };
+                keys_of_list_answer(&body).ok_or_else(|| {
+                    StoreError::Malformed(format!("answer to LIST {api_path} has no `data.keys`"))
+                })?
+            }
+        };
+        Ok(Some(keys.iter().map(|k| ListEntry::from_vault_key(k)).collect()))
+    }
+}
+
+#[async_trait]
+impl SecretStore for VaultHttpStore {
+    async fn read_secret(&self, path: &str) -> Result<Option<Secret>, StoreError> {
+        self.with_timeout(async {
+            let layout = self.layout().await?;
+            match layout.version {
+                KvVersion::V2 => self.read_v2(layout, path).await,
+                KvVersion::V1 => self.read_v1(layout, path).await,
+            }
+        })
+        .await
+    }
+
+    async fn list_folder(&self, path: &str) -> Result<Option<Vec<ListEntry>>, StoreError> {
+        self.with_timeout(async {
+            let layout = self.layout().await?;
+            self.list(layout, path).await
+        })
+        .await
+    }
+
+    async fn status(&self) -> Result<VaultStatus, StoreError> {
+        self.with_timeout(async {
+            let body = self
+                .raw_request("GET", "sys/seal-status", MAX_LIST_BYTES)
+                .await?
+                .ok_or_else(|| StoreError::Malformed("sys/seal-status not found".into()))?;
+            Ok(VaultStatus {
+                initialized: body.get("initialized").and_then(Value::as_bool).unwrap_or(false),
+                sealed: body.get("sealed").and_then(Value::as_bool).unwrap_or(true),
+                version: body.get("version").and_then(Value::as_str).map(str::to_string),
+            })
+        })
+        .await
+    }
+
+    fn describe(&self) -> String {
+        match self.layout.get() {
+            Some(layout) => format!("Vault at {} ({layout})", self.base_url),
+            None => format!("Vault at {}", self.base_url),
+        }
+    }
+}
+
+/// Maps an HTTP error status to a store error; `body` only decides "sealed".
+fn status_error(status: u16, body: &[u8]) -> StoreError {
+    let mentions_sealed = body.windows(6).any(|w| w == b"sealed");
+    match status {
+        403 => StoreError::PermissionDenied,
+        503 if mentions_sealed => StoreError::Sealed,
+        other => StoreError::Server(other),
+    }
+}
+
+/// `data.keys` of a LIST answer.
+fn keys_of_list_answer(body: &Value) -> Option<Vec<String>> {
+    let keys = body.get("data")?.get("keys")?.as_array()?;
+    Some(
+        keys.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Percent-encodes each `/`-separated segment of a path.
+pub fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The innermost cause of a transport error, e.g. "Connection refused (os error 111)".
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_must_be_http_urls_and_errors_name_them() {
+        assert!(validate_vault_addr("http://127.0.0.1:8200").is_ok());
+        assert!(validate_vault_addr("https://vault.example:8200/").is_ok());
+        let error = validate_vault_addr("127.0.0.1:8200").unwrap_err();
+        assert!(error.contains("127.0.0.1:8200"), "{error}");
+        assert!(validate_vault_addr("ftp://host").is_err());
+        assert!(validate_vault_addr("not a url").is_err());
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded_but_slashes_kept() {
+        assert_eq!(encode_path("gbo/my bot/a?b#c"), "gbo/my%20bot/a%3Fb%23c");
+        assert_eq!(encode_path("gbo/llm"), "gbo/llm");
+    }
+
+    #[test]
+    fn status_errors_distinguish_denied_sealed_and_server_errors() {
+        assert_eq!(status_error(403, b""), StoreError::PermissionDenied);
+        assert_eq!(status_error(503, b"{\"errors\":[\"Vault is sealed\"]}"), StoreError::Sealed);
+        assert_eq!(status_error(503, b""), StoreError::Server(503));
+        assert_eq!(status_error(500, b""), StoreError::Server(500));
+    }
+
+    #[test]
+    fn connection_debug_output_redacts_the_token() {
+        let connection = VaultConnection {
+            addr: "http://127.0.0.1:1".into(),
+            token: Zeroizing::new("hvs.topsecret".into()),
+            ca_cert: None,
+            skip_verify: false,
+            namespace: None,
+            timeout: Duration::from_secs(1),
+            max_secret_bytes: 1 << 20,
+        };
+        assert!(!format!("{connection:?}").contains("topsecret"));
+    }
+}
