@@ -1,0 +1,283 @@
+//! Daemon lifecycle: prepare the mountpoint (clearing a stale mount), mount,
+//! tell systemd, wait for SIGTERM/SIGINT or an external unmount, unmount.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use tokio::runtime::Runtime;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::MountArgs;
+use crate::fs::{FsConfig, SecretFs};
+use crate::fuse::FuseAdapter;
+use crate::settings::Settings;
+use crate::vault::http::VaultHttpStore;
+use crate::vault::SecretStore;
+
+/// A lifecycle failure, naming the mountpoint or the setting involved.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{path}: {reason}")]
+    Mountpoint { path: String, reason: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Builds the Vault store and the filesystem core for `settings`.
+pub fn build_filesystem(settings: &Settings, uid: Option<u32>, gid: Option<u32>) -> Result<(Arc<VaultHttpStore>, Arc<SecretFs>), DaemonError> {
+    let store = Arc::new(
+        VaultHttpStore::new(
+            settings.connection.clone(),
+            &settings.prefix,
+            settings.overrides.clone(),
+        )
+        .map_err(DaemonError::Setup)?,
+    );
+    let mut config = FsConfig::new(&settings.prefix);
+    config.cache = settings.cache.clone();
+    config.operation_timeout = settings.connection.timeout;
+    if let Some(uid) = uid {
+        config.uid = uid;
+    }
+    if let Some(gid) = gid {
+        config.gid = gid;
+    }
+    let fs = Arc::new(SecretFs::new(store.clone() as Arc<dyn SecretStore>, config));
+    Ok((store, fs))
+}
+
+/// A tokio runtime for the daemon and the one-shot commands.
+pub fn runtime() -> Result<Runtime, DaemonError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .thread_name("gbo-fs-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Setup(format!("cannot start the async runtime: {e}")))
+}
+
+/// Mounts and serves until SIGTERM/SIGINT or an external unmount.
+pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError> {
+    let mountpoint = prepare_mountpoint(&args.mountpoint)?;
+    let runtime = runtime()?;
+    let (store, fs) = build_filesystem(&settings, args.uid, args.gid)?;
+
+    // Learn the layout now so it is logged at start; a Vault that is down does
+    // not stop the mount: reads fail with EIO until it answers.
+    let probe = runtime.block_on(async {
+        tokio::time::timeout(settings.connection.timeout, store.layout()).await
+    });
+    match probe {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "Vault not usable yet; mounting anyway, reads fail with EIO until it is"),
+        Err(_) => tracing::warn!("Vault did not answer; mounting anyway, reads fail with EIO until it does"),
+    }
+
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("gbo-fs".into()),
+        MountOption::Subtype("gbo-fs".into()),
+        MountOption::RO,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+        MountOption::NoExec,
+        MountOption::NoAtime,
+        MountOption::DefaultPermissions,
+    ];
+    config.acl = if args.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let adapter = FuseAdapter::new(fs, runtime.handle().clone());
+    let mut session = Session::new(adapter, &mountpoint, &config).map_err(|e| DaemonError::Mountpoint {
+        path: mountpoint.display().to_string(),
+        reason: format!("mount failed: {e}"),
+    })?;
+    let mut unmounter = session.unmount_callable();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+    let serve = std::thread::Builder::new()
+        .name("gbo-fs-fuse".into())
+        .spawn(move || {
+            let result = session.run();
+            let _ = ended_tx.send(());
+            result
+        })
+        .map_err(|e| DaemonError::Setup(format!("cannot start the FUSE thread: {e}")))?;
+
+    tracing::info!(mountpoint = %mountpoint.display(), vault = %store.describe(), "mounted");
+    notify_systemd("READY=1");
+
+    let stop_reason = runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        Ok::<_, String>(tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+            _ = ended_rx => "external unmount",
+        })
+    });
+    let stop_reason = stop_reason.map_err(|e| DaemonError::Setup(format!("cannot watch signals: {e}")))?;
+    tracing::info!(reason = stop_reason, "unmounting");
+    notify_systemd("STOPPING=1");
+    if stop_reason != "external unmount" {
+        if let Err(error) = unmounter.unmount() {
+            tracing::warn!(%error, "unmount failed; trying a lazy unmount");
+            lazy_unmount(&mountpoint);
+        }
+    }
+    match serve.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "FUSE session ended with an error"),
+        Err(_) => tracing::warn!("FUSE thread panicked"),
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes sure `path` is a usable, unmounted directory: creates it if missing and
+/// clears a stale mount left by a killed daemon (ENOTCONN).
+pub fn prepare_mountpoint(path: &Path) -> Result<PathBuf, DaemonError> {
+    let shown = || path.display().to_string();
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(DaemonError::Mountpoint {
+                path: shown(),
+                reason: "is not a directory".into(),
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            tracing::warn!(mountpoint = %shown(), "clearing a stale mount left by a daemon that died");
+            lazy_unmount(path);
+            std::fs::metadata(path).map_err(|e| DaemonError::Mountpoint {
+                path: shown(),
+                reason: format!("stale mount could not be cleared: {e}"),
+            })?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path).map_err(|e| DaemonError::Mountpoint {
+                path: shown(),
+                reason: format!("cannot create: {e}"),
+            })?;
+        }
+        Err(e) => {
+            return Err(DaemonError::Mountpoint {
+                path: shown(),
+                reason: e.to_string(),
+            })
+        }
+    }
+    let absolute = std::fs::canonicalize(path).map_err(|e| DaemonError::Mountpoint {
+        path: shown(),
+        reason: e.to_string(),
+    })?;
+    if is_mount_point(&absolute) {
+        // A dead daemon's mount may still answer `stat` from the kernel's attribute
+        // cache; `statfs` always reaches the daemon and tells the truth.
+        if matches!(nix::sys::statfs::statfs(&absolute), Err(nix::errno::Errno::ENOTCONN)) {
+            tracing::warn!(mountpoint = %shown(), "clearing a stale mount left by a daemon that died");
+            lazy_unmount(&absolute);
+            if !is_mount_point(&absolute) {
+                return Ok(absolute);
+            }
+        }
+        return Err(DaemonError::Mountpoint {
+            path: shown(),
+            reason: "something is already mounted here; unmount it first".into(),
+        });
+    }
+    Ok(absolute)
+}
+
+/// Whether `/proc/self/mountinfo` lists `path` as a mount point.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let wanted = path.to_string_lossy();
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| unescape_mountinfo(mount_point) == wanted)
+}
+
+fn unescape_mountinfo(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Detaches whatever is mounted at `path`: umount2(MNT_DETACH) as root, else fusermount3.
+fn lazy_unmount(path: &Path) {
+    if nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+        return;
+    }
+    for helper in ["fusermount3", "fusermount"] {
+        let status = std::process::Command::new(helper)
+            .args(["-u", "-z"])
+            .arg(path)
+            .status();
+        if matches!(status, Ok(s) if s.success()) {
+            return;
+        }
+    }
+    tracing::warn!(mountpoint = %path.display(), "could not detach the mount");
+}
+
+/// Sends a state line to systemd when run as a `Type=notify` service.
+fn notify_systemd(state: &str) {
+    let Some(socket_path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(socket) => socket,
+        Err(_) => return,
+    };
+    let bytes = socket_path.as_encoded_bytes();
+    let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
+            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
+    } else {
+        socket.send_to(state.as_bytes(), &socket_path)
+    };
+    if let Err(error) = sent {
+        tracing::warn!(%error, "could not notify systemd");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_mountpoint_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("run/gbo/secrets");
+        let prepared = prepare_mountpoint(&target).unwrap();
+        assert!(prepared.is_dir());
+    }
+
+    #[test]
+    fn a_file_is_not_a_mountpoint_and_the_error_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let error = prepare_mountpoint(&file).unwrap_err().to_string();
+        assert!(error.contains("plain") && error.contains("not a directory"), "{error}");
+    }
+
+    #[test]
+    fn proc_root_is_a_mount_point_and_a_temp_dir_is_not() {
+        assert!(is_mount_point(Path::new("/proc")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mount_point(dir.path()));
+    }
+}

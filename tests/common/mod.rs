@@ -1,0 +1,183 @@
+//! Shared integration-test helpers: run the `gbo-fs` binary, mount and unmount
+//! with bounded waits, and skip FUSE tests where FUSE is unavailable.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gbo_fs::daemon::is_mount_point;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gbo-fs");
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// True when this machine can mount FUSE filesystems; otherwise the caller
+/// skips (or fails, when GBO_FS_REQUIRE_FUSE=1 as in CI).
+pub fn fuse_available() -> bool {
+    let available = Path::new("/dev/fuse").exists() && nix::unistd::geteuid().is_root();
+    if !available {
+        assert!(
+            std::env::var("GBO_FS_REQUIRE_FUSE").as_deref() != Ok("1"),
+            "FUSE tests required (GBO_FS_REQUIRE_FUSE=1) but /dev/fuse or root is missing"
+        );
+        eprintln!("skipping: needs root and /dev/fuse");
+    }
+    available
+}
+
+/// A `gbo-fs` command with Vault settings in its environment, run from an
+/// empty working directory so no stray `.env` is read.
+pub fn gbo_fs(addr: &str, token: &str, workdir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(workdir)
+        .env_remove("RUST_LOG")
+        .env("VAULT_ADDR", addr)
+        .env("VAULT_TOKEN", token)
+        .env_remove("VAULT_CACHE_TTL")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs a one-shot command with a time bound.
+pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn gbo-fs");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("command did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running `gbo-fs mount`, unmounted and stopped on drop.
+pub struct Mount {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub mountpoint: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Mount {
+    /// Starts `gbo-fs mount` with `extra` arguments and waits until mounted.
+    pub fn start(addr: &str, token: &str, extra: &[&str]) -> Mount {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mountpoint = dir.path().join("secrets");
+        Mount::start_at(dir, mountpoint, addr, token, extra)
+    }
+
+    pub fn start_at(dir: tempfile::TempDir, mountpoint: PathBuf, addr: &str, token: &str, extra: &[&str]) -> Mount {
+        let log = dir.path().join("daemon.log");
+        let workdir = dir.path().join("work");
+        std::fs::create_dir_all(&workdir).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut command = gbo_fs(addr, token, &workdir);
+        command
+            .arg("mount")
+            .arg(&mountpoint)
+            .args(extra)
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let child = command.spawn().expect("spawn gbo-fs mount");
+        let mut mount = Mount {
+            child: Some(child),
+            dir,
+            mountpoint,
+            log,
+        };
+        mount.wait_mounted();
+        mount
+    }
+
+    fn wait_mounted(&mut self) {
+        let mountpoint = self.mountpoint.clone();
+        let child = self.child.as_mut().unwrap();
+        let mounted = wait_until(Duration::from_secs(20), || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("gbo-fs exited early with {status}");
+            }
+            // statfs reaches the daemon: a stale mount from an earlier daemon fails it.
+            nix::sys::statfs::statfs(&mountpoint).is_ok()
+                && is_mount_point(&std::fs::canonicalize(&mountpoint).unwrap_or_default())
+        });
+        assert!(mounted, "not mounted within 20 s; log:\n{}", self.log_text());
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.mountpoint.join(relative)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends a signal and waits (bounded) for the daemon to exit.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let mut status = None;
+        wait_until(Duration::from_secs(10), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            status = child.wait().ok();
+        }
+        status
+    }
+
+    /// Simulates a crash: SIGKILL, leaving the mount behind.
+    pub fn kill_hard(&mut self) {
+        self.stop_with(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM);
+        force_unmount(&self.mountpoint);
+    }
+}
+
+/// Clears any mount left at `path` (tests never leave one behind).
+pub fn force_unmount(path: &Path) {
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        if !is_mount_point(&canonical) {
+            return;
+        }
+    }
+    let _ = Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(path)
+        .stderr(Stdio::null())
+        .status();
+    let _ = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH);
+}
+
+/// The errno of an io::Error.
+pub fn errno_of(error: &std::io::Error) -> i32 {
+    error.raw_os_error().unwrap_or(0)
+}

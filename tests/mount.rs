@@ -1,0 +1,235 @@
+//! Through a real FUSE mount of the `gbo-fs` binary against the Vault-API test server.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{errno_of, fuse_available, Mount};
+use gbo_fs::testing::vault_server::{Fault, KvVersion, TestVaultConfig, TestVaultServer};
+use nix::sys::signal::Signal;
+
+fn botserver_layout() -> TestVaultServer {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-openai-123"), ("anthropic_key", "sk-ant-456")]);
+    server.put_secret(
+        "secret",
+        "gbo/tables",
+        serde_json::json!({"host": "db.internal", "port": 5432, "ssl": true})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    server.put_str("secret", "gbo/bots/mybot", &[("api_key", "bot-key-789")]);
+    server
+}
+
+fn cat(path: &std::path::Path) -> std::process::Output {
+    Command::new("cat").arg(path).output().expect("run cat")
+}
+
+#[test]
+fn cat_prints_the_exact_value_with_botservers_kv2_secret_layout() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let output = cat(&mount.path("gbo/llm/openai_key"));
+    assert!(output.status.success());
+    assert_eq!(output.stdout, b"sk-openai-123");
+    assert_eq!(std::fs::read(mount.path("gbo/tables/port")).unwrap(), b"5432");
+    assert_eq!(std::fs::read(mount.path("gbo/tables/ssl")).unwrap(), b"true");
+    assert_eq!(std::fs::read(mount.path("gbo/bots/mybot/api_key")).unwrap(), b"bot-key-789");
+    assert!(server.count("GET", "secret/data/gbo/llm") >= 1);
+}
+
+#[test]
+fn cat_works_with_the_documented_gbo_kv_mount_in_both_versions() {
+    if !fuse_available() {
+        return;
+    }
+    for version in [KvVersion::V1, KvVersion::V2] {
+        let server = TestVaultServer::start(TestVaultConfig::gbo_mount(version)).unwrap();
+        server.put_str("gbo", "llm", &[("openai_key", "documented-layout")]);
+        let mount = Mount::start(&server.addr(), &server.token(), &[]);
+        assert_eq!(
+            std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+            b"documented-layout",
+            "{version:?}"
+        );
+    }
+}
+
+#[test]
+fn files_are_0400_and_directories_0500_and_listing_reads_no_secret() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let output = Command::new("ls").arg("-l").arg(mount.path("gbo")).output().unwrap();
+    assert!(output.status.success());
+    let listing = String::from_utf8_lossy(&output.stdout);
+    for name in ["bots", "llm", "tables"] {
+        assert!(listing.contains(name), "{listing}");
+    }
+    assert!(listing.lines().skip(1).all(|l| l.starts_with("dr-x------")), "{listing}");
+    let secret_reads: usize = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("secret/data/"))
+        .count();
+    assert_eq!(secret_reads, 0, "mounting and `ls -l gbo/` read no secret");
+
+    let file = std::fs::metadata(mount.path("gbo/llm/openai_key")).unwrap();
+    assert_eq!(file.permissions().mode() & 0o7777, 0o400);
+    assert_eq!(file.len(), "sk-openai-123".len() as u64);
+    assert_eq!(file.uid(), nix::unistd::getuid().as_raw());
+    let dir = std::fs::metadata(mount.path("gbo/llm")).unwrap();
+    assert_eq!(dir.permissions().mode() & 0o7777, 0o500);
+    let mut names: Vec<String> = std::fs::read_dir(mount.path("gbo/llm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["anthropic_key", "openai_key"]);
+}
+
+#[test]
+fn uid_and_gid_flags_set_the_owner() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &["--uid", "4242", "--gid", "4343"]);
+    let meta = std::fs::metadata(mount.path("gbo/llm/openai_key")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+}
+
+#[test]
+fn every_kind_of_write_is_refused_with_erofs() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let key = mount.path("gbo/llm/openai_key");
+    let attempts: Vec<(&str, std::io::Result<()>)> = vec![
+        ("write", std::fs::OpenOptions::new().write(true).open(&key).map(|_| ())),
+        ("create", std::fs::write(mount.path("gbo/llm/new"), b"x")),
+        ("mkdir", std::fs::create_dir(mount.path("gbo/newdir"))),
+        ("unlink", std::fs::remove_file(&key)),
+        ("rmdir", std::fs::remove_dir(mount.path("gbo/bots"))),
+        ("rename", std::fs::rename(&key, mount.path("gbo/llm/moved"))),
+        ("chmod", std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))),
+        ("symlink", std::os::unix::fs::symlink("/etc/passwd", mount.path("gbo/link"))),
+        ("link", std::fs::hard_link(&key, mount.path("gbo/llm/hard"))),
+    ];
+    for (what, result) in attempts {
+        let error = result.expect_err(what);
+        assert_eq!(errno_of(&error), libc::EROFS, "{what}: {error}");
+    }
+    assert_eq!(std::fs::read(&key).unwrap(), b"sk-openai-123", "nothing changed");
+}
+
+#[test]
+fn vault_errors_become_enoent_eacces_and_eio() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    server.put_str("secret", "gbo/denied", &[("k", "v")]);
+    server.put_str("secret", "gbo/broken", &[("k", "v")]);
+    server.put_str("secret", "gbo/hanging", &[("k", "v")]);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--vault-timeout", "1"]);
+    let names: Vec<_> = std::fs::read_dir(mount.path("gbo")).unwrap().collect();
+    assert!(names.len() >= 5);
+    server.deny("secret/data/gbo/denied");
+    server.set_path_fault("secret/data/gbo/broken", Fault::Status(500));
+    server.set_path_fault("secret/data/gbo/hanging", Fault::Hang);
+
+    let missing = std::fs::read(mount.path("gbo/llm/no_such_key")).unwrap_err();
+    assert_eq!(errno_of(&missing), libc::ENOENT);
+    let denied = std::fs::read(mount.path("gbo/denied/k")).unwrap_err();
+    assert_eq!(errno_of(&denied), libc::EACCES);
+    let broken = std::fs::read(mount.path("gbo/broken/k")).unwrap_err();
+    assert_eq!(errno_of(&broken), libc::EIO);
+    let started = Instant::now();
+    let hanging = std::fs::read(mount.path("gbo/hanging/k")).unwrap_err();
+    assert_eq!(errno_of(&hanging), libc::EIO);
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded by --vault-timeout");
+    assert_eq!(std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(), b"sk-openai-123");
+    let log = mount.log_text();
+    assert!(log.contains("gbo/denied") && log.contains("gbo/broken"), "errors are logged with the path:\n{log}");
+}
+
+#[test]
+fn sigterm_and_sigint_unmount_cleanly_and_exit_zero() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let mut mount = Mount::start(&server.addr(), &server.token(), &[]);
+        let status = mount.stop_with(signal).expect("exited");
+        assert!(status.success(), "{signal}: {status}");
+        let canonical = std::fs::canonicalize(&mount.mountpoint).unwrap();
+        assert!(!gbo_fs::daemon::is_mount_point(&canonical), "{signal}: still mounted");
+    }
+}
+
+#[test]
+fn a_stale_mount_left_by_a_killed_daemon_is_cleared_on_the_next_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mut first = Mount::start(&server.addr(), &server.token(), &[]);
+    first.kill_hard();
+    let stale = nix::sys::statfs::statfs(&first.mountpoint).unwrap_err();
+    assert_eq!(stale, nix::errno::Errno::ENOTCONN, "a SIGKILLed daemon leaves a stale mount");
+    let dir = tempfile::tempdir().unwrap();
+    let second = Mount::start_at(dir, first.mountpoint.clone(), &server.addr(), &server.token(), &[]);
+    assert_eq!(std::fs::read(second.path("gbo/llm/openai_key")).unwrap(), b"sk-openai-123");
+    assert!(second.log_text().contains("stale mount"));
+    drop(second);
+    drop(first);
+}
+
+#[test]
+fn the_log_at_trace_level_never_contains_a_value_or_the_token() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    server.put_str("secret", "gbo/broken", &[("k", "broken-value-000")]);
+    let mount = Mount::start(&server.addr(), &server.token(), &["-vv", "--vault-timeout", "1"]);
+    for path in ["gbo/llm/openai_key", "gbo/llm/anthropic_key", "gbo/tables/host", "gbo/bots/mybot/api_key"] {
+        std::fs::read(mount.path(path)).unwrap();
+    }
+    server.set_path_fault("secret/data/gbo/broken", Fault::MalformedJson);
+    let _ = std::fs::read(mount.path("gbo/broken/k"));
+    let _ = std::fs::read(mount.path("gbo/llm/missing"));
+    drop(mount.child.as_ref());
+    let log = mount.log_text();
+    assert!(log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"), "log was written:\n{log}");
+    for secret in ["sk-openai-123", "sk-ant-456", "db.internal", "bot-key-789", "broken-value-000", &server.token()] {
+        assert!(!log.contains(secret), "log leaks {secret}:\n{log}");
+    }
+}
+
+#[test]
+fn a_mount_comes_up_while_vault_is_down_and_reads_fail_with_eio() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let addr = server.addr();
+    let token = server.token();
+    server.stop();
+    let mount = Mount::start(&addr, &token, &["--vault-timeout", "1"]);
+    let error = std::fs::read_dir(mount.path("gbo")).and_then(|mut d| d.next().transpose()).unwrap_err();
+    assert_eq!(errno_of(&error), libc::EIO);
+}
