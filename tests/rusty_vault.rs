@@ -1,0 +1,88 @@
+//! Against a real Vault-API server (RustyVault): KV v1 mount `gbo` detected with
+//! no flags, read through the store, the CLI and a real mount.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fuse_available, gbo_fs, run_bounded, Mount};
+use gbo_fs::testing::rusty_vault::RustyVault;
+use gbo_fs::vault::http::{VaultConnection, VaultHttpStore};
+use gbo_fs::vault::layout::{KvLayout, KvVersion, LayoutOverrides};
+use gbo_fs::vault::SecretStore;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+/// Starts RustyVault, or skips when it is not installed (CI sets GBO_FS_REQUIRE_RVAULT=1).
+fn rusty_vault() -> Option<RustyVault> {
+    if RustyVault::binary().is_none() {
+        assert!(
+            std::env::var("GBO_FS_REQUIRE_RVAULT").as_deref() != Ok("1"),
+            "rvault is required (GBO_FS_REQUIRE_RVAULT=1) but not installed"
+        );
+        eprintln!("skipping: rvault not installed (cargo install rusty_vault --version 0.2.1)");
+        return None;
+    }
+    let vault = RustyVault::start().expect("start rvault");
+    vault.put("gbo/llm", &json!({"openai_key": "sk-real-server", "anthropic_key": "sk-ant-real"}));
+    vault.put("gbo/tables", &json!({"host": "pg.local", "port": 5432}));
+    vault.put("gbo/bots/mybot", &json!({"api_key": "bot-real"}));
+    Some(vault)
+}
+
+#[tokio::test]
+async fn the_kv_v1_gbo_mount_is_detected_and_read_without_flags() {
+    let Some(vault) = rusty_vault() else { return };
+    let store = VaultHttpStore::new(
+        VaultConnection {
+            addr: vault.addr(),
+            token: Zeroizing::new(vault.root_token()),
+            ca_cert: None,
+            skip_verify: false,
+            namespace: None,
+            timeout: Duration::from_secs(5),
+            max_secret_bytes: 1 << 20,
+        },
+        "gbo",
+        LayoutOverrides::default(),
+    )
+    .unwrap();
+    assert_eq!(store.layout().await.unwrap(), &KvLayout::for_mount("gbo", "gbo", KvVersion::V1));
+    let secret = store.read_secret("gbo/llm").await.unwrap().unwrap();
+    assert_eq!(&secret.values["openai_key"][..], b"sk-real-server");
+    let tables = store.read_secret("gbo/tables").await.unwrap().unwrap();
+    assert_eq!(&tables.values["port"][..], b"5432");
+    assert!(store.read_secret("gbo/none").await.unwrap().is_none());
+    let mut names: Vec<String> = store
+        .list_folder("gbo")
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["bots", "llm", "tables"]);
+    assert!(!store.status().await.unwrap().sealed);
+}
+
+#[test]
+fn get_and_a_real_mount_serve_rustyvault_secrets() {
+    let Some(vault) = rusty_vault() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut get = gbo_fs(&vault.addr(), &vault.root_token(), dir.path());
+    get.args(["get", "gbo/bots/mybot/api_key"]);
+    let output = run_bounded(get, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.stdout, b"bot-real");
+
+    if !fuse_available() {
+        return;
+    }
+    let mount = Mount::start(&vault.addr(), &vault.root_token(), &[]);
+    assert_eq!(std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(), b"sk-real-server");
+    assert_eq!(std::fs::read(mount.path("gbo/tables/port")).unwrap(), b"5432");
+    let log = mount.log_text();
+    assert!(log.contains("KV v1 mount `gbo`"), "the chosen layout is logged once at start:\n{log}");
+    assert!(!log.contains(&vault.root_token()));
+}
