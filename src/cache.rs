@@ -135,10 +135,9 @@ impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
                         stale: false,
                     });
                 }
-                Some(entry) => entry
-                    .value
-                    .clone()
-                    .filter(|_| entry.fetched_at.elapsed() < inner.policy.ttl + inner.policy.max_stale),
+                Some(entry) => entry.value.clone().filter(|_| {
+                    entry.fetched_at.elapsed() < inner.policy.ttl + inner.policy.max_stale
+                }),
                 None => None,
             }
         };
@@ -277,7 +276,9 @@ mod tests {
         let cache = FetchCache::new(policy(60_000));
         let calls = Arc::new(AtomicUsize::new(0));
         for _ in 0..3 {
-            let got = fetch_counted(&cache, "gbo/llm", &calls, Ok(Some(7))).await.unwrap();
+            let got = fetch_counted(&cache, "gbo/llm", &calls, Ok(Some(7)))
+                .await
+                .unwrap();
             assert_eq!(got.value, Some(7));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -289,7 +290,9 @@ mod tests {
         let cache = FetchCache::new(policy(0));
         let calls = Arc::new(AtomicUsize::new(0));
         for _ in 0..3 {
-            fetch_counted(&cache, "k", &calls, Ok(Some(1))).await.unwrap();
+            fetch_counted(&cache, "k", &calls, Ok(Some(1)))
+                .await
+                .unwrap();
         }
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         assert_eq!(cache.counts().entries, 0);
@@ -299,14 +302,30 @@ mod tests {
     async fn least_recently_used_key_is_evicted_at_capacity() {
         let cache = FetchCache::new(policy(60_000));
         let calls = Arc::new(AtomicUsize::new(0));
-        fetch_counted(&cache, "a", &calls, Ok(Some(1))).await.unwrap();
-        fetch_counted(&cache, "b", &calls, Ok(Some(2))).await.unwrap();
-        fetch_counted(&cache, "a", &calls, Ok(Some(1))).await.unwrap();
-        fetch_counted(&cache, "c", &calls, Ok(Some(3))).await.unwrap();
+        fetch_counted(&cache, "a", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        fetch_counted(&cache, "b", &calls, Ok(Some(2)))
+            .await
+            .unwrap();
+        fetch_counted(&cache, "a", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        fetch_counted(&cache, "c", &calls, Ok(Some(3)))
+            .await
+            .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 3);
-        fetch_counted(&cache, "a", &calls, Ok(Some(1))).await.unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 3, "a was recently used and kept");
-        fetch_counted(&cache, "b", &calls, Ok(Some(2))).await.unwrap();
+        fetch_counted(&cache, "a", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "a was recently used and kept"
+        );
+        fetch_counted(&cache, "b", &calls, Ok(Some(2)))
+            .await
+            .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 4, "b was evicted");
     }
 
@@ -341,7 +360,13 @@ mod tests {
             ..policy(60_000)
         });
         let calls = Arc::new(AtomicUsize::new(0));
-        assert_eq!(fetch_counted(&cache, "x", &calls, Ok(None)).await.unwrap().value, None);
+        assert_eq!(
+            fetch_counted(&cache, "x", &calls, Ok(None))
+                .await
+                .unwrap()
+                .value,
+            None
+        );
         fetch_counted(&cache, "x", &calls, Ok(None)).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         tokio::time::sleep(Duration::from_millis(40)).await;
@@ -353,7 +378,9 @@ mod tests {
     async fn expired_value_is_served_stale_when_the_refresh_fails_transiently() {
         let cache = FetchCache::new(policy(10));
         let calls = Arc::new(AtomicUsize::new(0));
-        fetch_counted(&cache, "k", &calls, Ok(Some(5))).await.unwrap();
+        fetch_counted(&cache, "k", &calls, Ok(Some(5)))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let got = fetch_counted(&cache, "k", &calls, Err(StoreError::Server(500)))
             .await
@@ -367,7 +394,9 @@ mod tests {
     async fn permission_denied_drops_the_cached_value() {
         let cache = FetchCache::new(policy(10));
         let calls = Arc::new(AtomicUsize::new(0));
-        fetch_counted(&cache, "k", &calls, Ok(Some(5))).await.unwrap();
+        fetch_counted(&cache, "k", &calls, Ok(Some(5)))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let denied = fetch_counted(&cache, "k", &calls, Err(StoreError::PermissionDenied)).await;
         assert_eq!(denied.unwrap_err(), StoreError::PermissionDenied);

@@ -27,7 +27,11 @@ pub enum DaemonError {
 }
 
 /// Builds the Vault store and the filesystem core for `settings`.
-pub fn build_filesystem(settings: &Settings, uid: Option<u32>, gid: Option<u32>) -> Result<(Arc<VaultHttpStore>, Arc<SecretFs>), DaemonError> {
+pub fn build_filesystem(
+    settings: &Settings,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> Result<(Arc<VaultHttpStore>, Arc<SecretFs>), DaemonError> {
     let store = Arc::new(
         VaultHttpStore::new(
             settings.connection.clone(),
@@ -72,8 +76,12 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     });
     match probe {
         Ok(Ok(_)) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "Vault not usable yet; mounting anyway, reads fail with EIO until it is"),
-        Err(_) => tracing::warn!("Vault did not answer; mounting anyway, reads fail with EIO until it does"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "Vault not usable yet; mounting anyway, reads fail with EIO until it is")
+        }
+        Err(_) => tracing::warn!(
+            "Vault did not answer; mounting anyway, reads fail with EIO until it does"
+        ),
     }
 
     let mut config = Config::default();
@@ -93,10 +101,11 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         SessionACL::Owner
     };
     let adapter = FuseAdapter::new(fs, runtime.handle().clone());
-    let mut session = Session::new(adapter, &mountpoint, &config).map_err(|e| DaemonError::Mountpoint {
-        path: mountpoint.display().to_string(),
-        reason: format!("mount failed: {e}"),
-    })?;
+    let mut session =
+        Session::new(adapter, &mountpoint, &config).map_err(|e| DaemonError::Mountpoint {
+            path: mountpoint.display().to_string(),
+            reason: format!("mount failed: {e}"),
+        })?;
     let mut unmounter = session.unmount_callable();
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let serve = std::thread::Builder::new()
@@ -120,7 +129,8 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
             _ = ended_rx => "external unmount",
         })
     });
-    let stop_reason = stop_reason.map_err(|e| DaemonError::Setup(format!("cannot watch signals: {e}")))?;
+    let stop_reason =
+        stop_reason.map_err(|e| DaemonError::Setup(format!("cannot watch signals: {e}")))?;
     tracing::info!(reason = stop_reason, "unmounting");
     notify_systemd("STOPPING=1");
     if stop_reason != "external unmount" {
@@ -179,7 +189,10 @@ pub fn prepare_mountpoint(path: &Path) -> Result<PathBuf, DaemonError> {
     if is_mount_point(&absolute) {
         // A dead daemon's mount may still answer `stat` from the kernel's attribute
         // cache; `statfs` always reaches the daemon and tells the truth.
-        if matches!(nix::sys::statfs::statfs(&absolute), Err(nix::errno::Errno::ENOTCONN)) {
+        if matches!(
+            nix::sys::statfs::statfs(&absolute),
+            Err(nix::errno::Errno::ENOTCONN)
+        ) {
             tracing::warn!(mountpoint = %shown(), "clearing a stale mount left by a daemon that died");
             lazy_unmount(&absolute);
             if !is_mount_point(&absolute) {
@@ -271,7 +284,10 @@ mod tests {
         let file = dir.path().join("plain");
         std::fs::write(&file, "x").unwrap();
         let error = prepare_mountpoint(&file).unwrap_err().to_string();
-        assert!(error.contains("plain") && error.contains("not a directory"), "{error}");
+        assert!(
+            error.contains("plain") && error.contains("not a directory"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ impl DotEnv {
         };
         let text = std::str::from_utf8(&text).map_err(|e| DotEnvError::Malformed {
             path: shown.clone(),
-            line: 1 + text[..e.valid_up_to()].iter().filter(|b| **b == b'\n').count(),
+            line: 1 + text[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count(),
             reason: "not valid UTF-8",
         })?;
         let mut dotenv = DotEnv::parse(text).map_err(|(line, reason)| DotEnvError::Malformed {
@@ -78,7 +81,10 @@ impl DotEnv {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
+            let line = line
+                .strip_prefix("export ")
+                .map(str::trim_start)
+                .unwrap_or(line);
             let (name, value) = line
                 .split_once('=')
                 .ok_or((index + 1, "expected NAME=VALUE"))?;
@@ -144,7 +150,10 @@ mod tests {
     #[test]
     fn values_keep_equals_signs_after_the_first() {
         let env = DotEnv::parse("DATABASE_URL=postgres://u:p@h/db?sslmode=require&x=1").unwrap();
-        assert_eq!(env.get("DATABASE_URL"), Some("postgres://u:p@h/db?sslmode=require&x=1"));
+        assert_eq!(
+            env.get("DATABASE_URL"),
+            Some("postgres://u:p@h/db?sslmode=require&x=1")
+        );
     }
 
     #[test]
@@ -152,7 +161,10 @@ mod tests {
         let error = DotEnv::parse("A=1\nthis line has sk-secret and no equals\n").unwrap_err();
         assert_eq!(error, (2, "expected NAME=VALUE"));
         assert_eq!(DotEnv::parse("1BAD=x").unwrap_err().0, 1);
-        assert_eq!(DotEnv::parse("\n\nA=\"open").unwrap_err(), (3, "unterminated quote"));
+        assert_eq!(
+            DotEnv::parse("\n\nA=\"open").unwrap_err(),
+            (3, "unterminated quote")
+        );
     }
 
     #[test]

@@ -119,9 +119,15 @@ impl FsConfig {
 enum NodeKind {
     Root,
     /// A Vault folder and/or secret at `path`. `is_secret` when Vault listed it as a secret.
-    Folder { path: String, is_secret: bool },
+    Folder {
+        path: String,
+        is_secret: bool,
+    },
     /// One key of the secret at `path`.
-    SecretFile { path: String, key: String },
+    SecretFile {
+        path: String,
+        key: String,
+    },
 }
 
 #[derive(Default)]
@@ -472,9 +478,8 @@ impl SecretFs {
                     if !is_valid_file_name(&entry.name) || names.contains(&entry.name) {
                         continue;
                     }
-                    let child_is_secret = listing
-                        .iter()
-                        .any(|e| e.name == entry.name && !e.is_folder);
+                    let child_is_secret =
+                        listing.iter().any(|e| e.name == entry.name && !e.is_folder);
                     names.insert(entry.name.clone());
                     let kind = NodeKind::Folder {
                         path: format!("{path}/{}", entry.name),
@@ -494,7 +499,9 @@ impl SecretFs {
 
     async fn attr_of(&self, ino: u64, node: &NodeKind) -> Result<Attr, FsError> {
         match node {
-            NodeKind::Root | NodeKind::Folder { .. } => Ok(self.make_attr(ino, NodeType::Directory, 0)),
+            NodeKind::Root | NodeKind::Folder { .. } => {
+                Ok(self.make_attr(ino, NodeType::Directory, 0))
+            }
             NodeKind::SecretFile { .. } => {
                 let size = self.content_of(node).await?.len() as u64;
                 Ok(self.make_attr(ino, NodeType::File, size))
@@ -557,9 +564,7 @@ impl SecretFs {
                 store.list_folder(&owned).await.map(|l| l.map(Arc::new))
             })
             .await;
-        Ok(self
-            .note_outcome(path, "list", answer)?
-            .unwrap_or_default())
+        Ok(self.note_outcome(path, "list", answer)?.unwrap_or_default())
     }
 
     /// Logs a failure once per path and kind, and a stale serve once per outage.
@@ -572,7 +577,11 @@ impl SecretFs {
         match answer {
             Ok(cached) if cached.stale => {
                 if self.warnings.first(path, "stale") {
-                    tracing::warn!(path, operation, "Vault failing; serving the last good value");
+                    tracing::warn!(
+                        path,
+                        operation,
+                        "Vault failing; serving the last good value"
+                    );
                 }
                 Ok(cached.value)
             }

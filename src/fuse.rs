@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    INodeNo, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -57,7 +57,11 @@ fn file_attr(attr: &Attr) -> FileAttr {
         crtime: attr.mtime,
         kind: file_type(attr.kind),
         perm: attr.perm,
-        nlink: if attr.kind == NodeType::Directory { 2 } else { 1 },
+        nlink: if attr.kind == NodeType::Directory {
+            2
+        } else {
+            1
+        },
         uid: attr.uid,
         gid: attr.gid,
         rdev: 0,
@@ -148,7 +152,14 @@ impl Filesystem for FuseAdapter {
         });
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         self.spawn(move |fs| async move {
             let entries = match fs.readdir(ino.0).await {
                 Ok(entries) => entries,
@@ -159,7 +170,11 @@ impl Filesystem for FuseAdapter {
             let all = dots
                 .into_iter()
                 .map(|(i, n)| (i, n, FileType::Directory))
-                .chain(entries.into_iter().map(|e| (e.ino, e.name, file_type(e.kind))));
+                .chain(
+                    entries
+                        .into_iter()
+                        .map(|e| (e.ino, e.name, file_type(e.kind))),
+                );
             for (index, (entry_ino, name, kind)) in all.enumerate().skip(offset as usize) {
                 if reply.add(INodeNo(entry_ino), index as u64 + 1, kind, &name) {
                     break;
@@ -230,7 +245,15 @@ impl Filesystem for FuseAdapter {
         reply.error(Errno::EROFS);
     }
 
-    fn mkdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, _mode: u32, _umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
@@ -242,7 +265,14 @@ impl Filesystem for FuseAdapter {
         reply.error(Errno::EROFS);
     }
 
-    fn symlink(&self, _req: &Request, _parent: INodeNo, _link_name: &OsStr, _target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 
@@ -259,7 +289,14 @@ impl Filesystem for FuseAdapter {
         reply.error(Errno::EROFS);
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         reply.error(Errno::EROFS);
     }
 

@@ -31,7 +31,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Get { path } => {
             let runtime = daemon::runtime().map_err(|e| e.to_string())?;
-            let (_, fs) = daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
+            let (_, fs) =
+                daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
             let value = runtime
                 .block_on(fs.read_path(&path))
                 .map_err(|e| format!("{path}: {e}"))?;
@@ -44,14 +45,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Ls { path } => {
             let runtime = daemon::runtime().map_err(|e| e.to_string())?;
-            let (_, fs) = daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
+            let (_, fs) =
+                daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
             let mut entries = runtime
                 .block_on(fs.list_path(&path))
                 .map_err(|e| format!("{}: {e}", if path.is_empty() { "/" } else { &path }))?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             let mut stdout = std::io::stdout().lock();
             for entry in entries {
-                let suffix = if entry.kind == NodeType::Directory { "/" } else { "" };
+                let suffix = if entry.kind == NodeType::Directory {
+                    "/"
+                } else {
+                    ""
+                };
                 writeln!(stdout, "{}{suffix}", entry.name).map_err(|e| format!("stdout: {e}"))?;
             }
             Ok(ExitCode::SUCCESS)
@@ -69,7 +75,16 @@ fn init_logging(options: &GlobalOptions) {
         _ => "trace",
     };
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    for quiet in ["rustify", "vaultrs", "reqwest", "hyper", "hyper_util", "h2", "rustls", "fuser"] {
+    for quiet in [
+        "rustify",
+        "vaultrs",
+        "reqwest",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "rustls",
+        "fuser",
+    ] {
         if let Ok(directive) = format!("{quiet}=warn").parse() {
             filter = filter.add_directive(directive);
         }

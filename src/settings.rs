@@ -149,7 +149,9 @@ pub fn resolve(
     };
 
     if !(options.vault_timeout.is_finite() && options.vault_timeout > 0.0) {
-        return Err(invalid("--vault-timeout must be a positive number of seconds".into()));
+        return Err(invalid(
+            "--vault-timeout must be a positive number of seconds".into(),
+        ));
     }
     let timeout = Duration::from_secs_f64(options.vault_timeout);
 
@@ -239,8 +241,9 @@ mod tests {
 
     #[test]
     fn flag_beats_environment_which_beats_dotenv() {
-        let (_dir, mut options) =
-            options_with_env_file("VAULT_ADDR=http://dotenv:1\nVAULT_TOKEN=from-dotenv\nVAULT_CACHE_TTL=7\n");
+        let (_dir, mut options) = options_with_env_file(
+            "VAULT_ADDR=http://dotenv:1\nVAULT_TOKEN=from-dotenv\nVAULT_CACHE_TTL=7\n",
+        );
         let only_dotenv = resolve(&options, &env_of(&[])).unwrap();
         assert_eq!(only_dotenv.connection.addr, "http://dotenv:1");
         assert_eq!(only_dotenv.connection.token.as_str(), "from-dotenv");
@@ -262,13 +265,17 @@ mod tests {
     #[test]
     fn default_ttl_is_botservers_300_seconds() {
         let (_dir, options) = options_with_env_file("VAULT_ADDR=http://a:1\nVAULT_TOKEN=t\n");
-        assert_eq!(resolve(&options, &env_of(&[])).unwrap().cache.ttl, Duration::from_secs(300));
+        assert_eq!(
+            resolve(&options, &env_of(&[])).unwrap().cache.ttl,
+            Duration::from_secs(300)
+        );
     }
 
     #[test]
     fn other_dotenv_lines_are_read_but_never_exported() {
-        let (_dir, options) =
-            options_with_env_file("VAULT_ADDR=http://a:1\nVAULT_TOKEN=t\nGBO_FS_TEST_UNEXPORTED=1\n");
+        let (_dir, options) = options_with_env_file(
+            "VAULT_ADDR=http://a:1\nVAULT_TOKEN=t\nGBO_FS_TEST_UNEXPORTED=1\n",
+        );
         resolve(&options, &env_of(&[])).unwrap();
         assert!(std::env::var("GBO_FS_TEST_UNEXPORTED").is_err());
     }
@@ -288,10 +295,14 @@ mod tests {
         let (_dir, options) = options_with_env_file("VAULT_ADDR=localhost:8200\nVAULT_TOKEN=t\n");
         let error = resolve(&options, &env_of(&[])).unwrap_err().to_string();
         assert!(error.contains("VAULT_ADDR `localhost:8200`"), "{error}");
-        let (_dir, options) =
-            options_with_env_file("VAULT_ADDR=http://a:1\nVAULT_TOKEN=t\nVAULT_SKIP_VERIFY=maybe\n");
+        let (_dir, options) = options_with_env_file(
+            "VAULT_ADDR=http://a:1\nVAULT_TOKEN=t\nVAULT_SKIP_VERIFY=maybe\n",
+        );
         let error = resolve(&options, &env_of(&[])).unwrap_err().to_string();
-        assert!(error.contains("VAULT_SKIP_VERIFY") && error.contains(".env"), "{error}");
+        assert!(
+            error.contains("VAULT_SKIP_VERIFY") && error.contains(".env"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -311,6 +322,13 @@ mod tests {
         let token_path = dir.path().join("token");
         std::fs::write(&token_path, "hvs.abc\n").unwrap();
         options.vault_token_file = Some(token_path);
-        assert_eq!(resolve(&options, &env_of(&[])).unwrap().connection.token.as_str(), "hvs.abc");
+        assert_eq!(
+            resolve(&options, &env_of(&[]))
+                .unwrap()
+                .connection
+                .token
+                .as_str(),
+            "hvs.abc"
+        );
     }
 }

@@ -11,7 +11,11 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn seeded() -> TestVaultServer {
     let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
-    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-cli-1"), ("anthropic_key", "sk-cli-2")]);
+    server.put_str(
+        "secret",
+        "gbo/llm",
+        &[("openai_key", "sk-cli-1"), ("anthropic_key", "sk-cli-2")],
+    );
     server.put_str("secret", "gbo/bots/mybot", &[("api_key", "k")]);
     server
 }
@@ -23,7 +27,11 @@ fn get_prints_exactly_the_value_and_ls_lists_entries() {
     let mut get = gbo_fs(&server.addr(), &server.token(), dir.path());
     get.args(["get", "gbo/llm/openai_key"]);
     let output = run_bounded(get, LIMIT);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(output.stdout, b"sk-cli-1");
 
     let mut ls = gbo_fs(&server.addr(), &server.token(), dir.path());
@@ -33,7 +41,10 @@ fn get_prints_exactly_the_value_and_ls_lists_entries() {
     let mut ls = gbo_fs(&server.addr(), &server.token(), dir.path());
     ls.args(["ls", "gbo/llm"]);
     let output = run_bounded(ls, LIMIT);
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "anthropic_key\nopenai_key\n");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "anthropic_key\nopenai_key\n"
+    );
 }
 
 #[test]
@@ -45,7 +56,10 @@ fn get_of_a_missing_key_fails_naming_the_path() {
     let output = run_bounded(get, LIMIT);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("gbo/llm/nope") && stderr.contains("no such file"), "{stderr}");
+    assert!(
+        stderr.contains("gbo/llm/nope") && stderr.contains("no such file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -54,7 +68,11 @@ fn settings_come_from_a_dotenv_file_in_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join(".env"),
-        format!("# host settings\nVAULT_ADDR={}\nVAULT_TOKEN={}\nDATABASE_URL=ignored\n", server.addr(), server.token()),
+        format!(
+            "# host settings\nVAULT_ADDR={}\nVAULT_TOKEN={}\nDATABASE_URL=ignored\n",
+            server.addr(),
+            server.token()
+        ),
     )
     .unwrap();
     let mut get = std::process::Command::new(BIN);
@@ -63,7 +81,11 @@ fn settings_come_from_a_dotenv_file_in_the_working_directory() {
         .env_remove("VAULT_TOKEN")
         .args(["get", "gbo/bots/mybot/api_key"]);
     let output = run_bounded(get, LIMIT);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(output.stdout, b"k");
 }
 
@@ -71,7 +93,11 @@ fn settings_come_from_a_dotenv_file_in_the_working_directory() {
 fn a_malformed_env_file_is_an_error_naming_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let env_file = dir.path().join("host.env");
-    std::fs::write(&env_file, "VAULT_ADDR=http://127.0.0.1:1\nthis-is-not-an-assignment\n").unwrap();
+    std::fs::write(
+        &env_file,
+        "VAULT_ADDR=http://127.0.0.1:1\nthis-is-not-an-assignment\n",
+    )
+    .unwrap();
     let mut get = std::process::Command::new(BIN);
     get.current_dir(dir.path())
         .arg("--env-file")
@@ -110,15 +136,27 @@ fn the_token_never_appears_in_error_output() {
 
 #[test]
 fn every_flag_has_a_help_line() {
-    for args in [vec!["--help"], vec!["mount", "--help"], vec!["get", "--help"], vec!["ls", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["mount", "--help"],
+        vec!["get", "--help"],
+        vec!["ls", "--help"],
+    ] {
         let mut command = std::process::Command::new(BIN);
         command.args(&args);
         let output = run_bounded(command, LIMIT);
         assert!(output.status.success());
         let help = String::from_utf8_lossy(&output.stdout);
         for line in help.lines().filter(|l| l.trim_start().starts_with("--")) {
-            let described = line.trim().splitn(2, "  ").nth(1).map(str::trim).unwrap_or("");
-            assert!(!described.is_empty(), "{args:?}: undocumented flag line `{line}`");
+            let described = line
+                .trim()
+                .split_once("  ")
+                .map(|(_, help)| help.trim())
+                .unwrap_or("");
+            assert!(
+                !described.is_empty(),
+                "{args:?}: undocumented flag line `{line}`"
+            );
         }
     }
 }

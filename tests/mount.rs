@@ -12,7 +12,14 @@ use nix::sys::signal::Signal;
 
 fn botserver_layout() -> TestVaultServer {
     let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
-    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-openai-123"), ("anthropic_key", "sk-ant-456")]);
+    server.put_str(
+        "secret",
+        "gbo/llm",
+        &[
+            ("openai_key", "sk-openai-123"),
+            ("anthropic_key", "sk-ant-456"),
+        ],
+    );
     server.put_secret(
         "secret",
         "gbo/tables",
@@ -39,9 +46,18 @@ fn cat_prints_the_exact_value_with_botservers_kv2_secret_layout() {
     let output = cat(&mount.path("gbo/llm/openai_key"));
     assert!(output.status.success());
     assert_eq!(output.stdout, b"sk-openai-123");
-    assert_eq!(std::fs::read(mount.path("gbo/tables/port")).unwrap(), b"5432");
-    assert_eq!(std::fs::read(mount.path("gbo/tables/ssl")).unwrap(), b"true");
-    assert_eq!(std::fs::read(mount.path("gbo/bots/mybot/api_key")).unwrap(), b"bot-key-789");
+    assert_eq!(
+        std::fs::read(mount.path("gbo/tables/port")).unwrap(),
+        b"5432"
+    );
+    assert_eq!(
+        std::fs::read(mount.path("gbo/tables/ssl")).unwrap(),
+        b"true"
+    );
+    assert_eq!(
+        std::fs::read(mount.path("gbo/bots/mybot/api_key")).unwrap(),
+        b"bot-key-789"
+    );
     assert!(server.count("GET", "secret/data/gbo/llm") >= 1);
 }
 
@@ -69,13 +85,20 @@ fn files_are_0400_and_directories_0500_and_listing_reads_no_secret() {
     }
     let server = botserver_layout();
     let mount = Mount::start(&server.addr(), &server.token(), &[]);
-    let output = Command::new("ls").arg("-l").arg(mount.path("gbo")).output().unwrap();
+    let output = Command::new("ls")
+        .arg("-l")
+        .arg(mount.path("gbo"))
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let listing = String::from_utf8_lossy(&output.stdout);
     for name in ["bots", "llm", "tables"] {
         assert!(listing.contains(name), "{listing}");
     }
-    assert!(listing.lines().skip(1).all(|l| l.starts_with("dr-x------")), "{listing}");
+    assert!(
+        listing.lines().skip(1).all(|l| l.starts_with("dr-x------")),
+        "{listing}"
+    );
     let secret_reads: usize = server
         .requests()
         .iter()
@@ -103,7 +126,11 @@ fn uid_and_gid_flags_set_the_owner() {
         return;
     }
     let server = botserver_layout();
-    let mount = Mount::start(&server.addr(), &server.token(), &["--uid", "4242", "--gid", "4343"]);
+    let mount = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["--uid", "4242", "--gid", "4343"],
+    );
     let meta = std::fs::metadata(mount.path("gbo/llm/openai_key")).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
 }
@@ -117,21 +144,37 @@ fn every_kind_of_write_is_refused_with_erofs() {
     let mount = Mount::start(&server.addr(), &server.token(), &[]);
     let key = mount.path("gbo/llm/openai_key");
     let attempts: Vec<(&str, std::io::Result<()>)> = vec![
-        ("write", std::fs::OpenOptions::new().write(true).open(&key).map(|_| ())),
+        (
+            "write",
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&key)
+                .map(|_| ()),
+        ),
         ("create", std::fs::write(mount.path("gbo/llm/new"), b"x")),
         ("mkdir", std::fs::create_dir(mount.path("gbo/newdir"))),
         ("unlink", std::fs::remove_file(&key)),
         ("rmdir", std::fs::remove_dir(mount.path("gbo/bots"))),
         ("rename", std::fs::rename(&key, mount.path("gbo/llm/moved"))),
-        ("chmod", std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644))),
-        ("symlink", std::os::unix::fs::symlink("/etc/passwd", mount.path("gbo/link"))),
+        (
+            "chmod",
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)),
+        ),
+        (
+            "symlink",
+            std::os::unix::fs::symlink("/etc/passwd", mount.path("gbo/link")),
+        ),
         ("link", std::fs::hard_link(&key, mount.path("gbo/llm/hard"))),
     ];
     for (what, result) in attempts {
         let error = result.expect_err(what);
         assert_eq!(errno_of(&error), libc::EROFS, "{what}: {error}");
     }
-    assert_eq!(std::fs::read(&key).unwrap(), b"sk-openai-123", "nothing changed");
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        b"sk-openai-123",
+        "nothing changed"
+    );
 }
 
 #[test]
@@ -159,10 +202,19 @@ fn vault_errors_become_enoent_eacces_and_eio() {
     let started = Instant::now();
     let hanging = std::fs::read(mount.path("gbo/hanging/k")).unwrap_err();
     assert_eq!(errno_of(&hanging), libc::EIO);
-    assert!(started.elapsed() < Duration::from_secs(10), "bounded by --vault-timeout");
-    assert_eq!(std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(), b"sk-openai-123");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by --vault-timeout"
+    );
+    assert_eq!(
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-openai-123"
+    );
     let log = mount.log_text();
-    assert!(log.contains("gbo/denied") && log.contains("gbo/broken"), "errors are logged with the path:\n{log}");
+    assert!(
+        log.contains("gbo/denied") && log.contains("gbo/broken"),
+        "errors are logged with the path:\n{log}"
+    );
 }
 
 #[test]
@@ -176,7 +228,10 @@ fn sigterm_and_sigint_unmount_cleanly_and_exit_zero() {
         let status = mount.stop_with(signal).expect("exited");
         assert!(status.success(), "{signal}: {status}");
         let canonical = std::fs::canonicalize(&mount.mountpoint).unwrap();
-        assert!(!gbo_fs::daemon::is_mount_point(&canonical), "{signal}: still mounted");
+        assert!(
+            !gbo_fs::daemon::is_mount_point(&canonical),
+            "{signal}: still mounted"
+        );
     }
 }
 
@@ -189,10 +244,23 @@ fn a_stale_mount_left_by_a_killed_daemon_is_cleared_on_the_next_mount() {
     let mut first = Mount::start(&server.addr(), &server.token(), &[]);
     first.kill_hard();
     let stale = nix::sys::statfs::statfs(&first.mountpoint).unwrap_err();
-    assert_eq!(stale, nix::errno::Errno::ENOTCONN, "a SIGKILLed daemon leaves a stale mount");
+    assert_eq!(
+        stale,
+        nix::errno::Errno::ENOTCONN,
+        "a SIGKILLed daemon leaves a stale mount"
+    );
     let dir = tempfile::tempdir().unwrap();
-    let second = Mount::start_at(dir, first.mountpoint.clone(), &server.addr(), &server.token(), &[]);
-    assert_eq!(std::fs::read(second.path("gbo/llm/openai_key")).unwrap(), b"sk-openai-123");
+    let second = Mount::start_at(
+        dir,
+        first.mountpoint.clone(),
+        &server.addr(),
+        &server.token(),
+        &[],
+    );
+    assert_eq!(
+        std::fs::read(second.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-openai-123"
+    );
     assert!(second.log_text().contains("stale mount"));
     drop(second);
     drop(first);
@@ -205,17 +273,36 @@ fn the_log_at_trace_level_never_contains_a_value_or_the_token() {
     }
     let server = botserver_layout();
     server.put_str("secret", "gbo/broken", &[("k", "broken-value-000")]);
-    let mount = Mount::start(&server.addr(), &server.token(), &["-vv", "--vault-timeout", "1"]);
-    for path in ["gbo/llm/openai_key", "gbo/llm/anthropic_key", "gbo/tables/host", "gbo/bots/mybot/api_key"] {
+    let mut mount = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["-vv", "--vault-timeout", "1"],
+    );
+    for path in [
+        "gbo/llm/openai_key",
+        "gbo/llm/anthropic_key",
+        "gbo/tables/host",
+        "gbo/bots/mybot/api_key",
+    ] {
         std::fs::read(mount.path(path)).unwrap();
     }
     server.set_path_fault("secret/data/gbo/broken", Fault::MalformedJson);
     let _ = std::fs::read(mount.path("gbo/broken/k"));
     let _ = std::fs::read(mount.path("gbo/llm/missing"));
-    drop(mount.child.as_ref());
+    mount.stop_with(Signal::SIGTERM);
     let log = mount.log_text();
-    assert!(log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"), "log was written:\n{log}");
-    for secret in ["sk-openai-123", "sk-ant-456", "db.internal", "bot-key-789", "broken-value-000", &server.token()] {
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"),
+        "log was written:\n{log}"
+    );
+    for secret in [
+        "sk-openai-123",
+        "sk-ant-456",
+        "db.internal",
+        "bot-key-789",
+        "broken-value-000",
+        &server.token(),
+    ] {
         assert!(!log.contains(secret), "log leaks {secret}:\n{log}");
     }
 }
@@ -230,6 +317,8 @@ fn a_mount_comes_up_while_vault_is_down_and_reads_fail_with_eio() {
     let token = server.token();
     server.stop();
     let mount = Mount::start(&addr, &token, &["--vault-timeout", "1"]);
-    let error = std::fs::read_dir(mount.path("gbo")).and_then(|mut d| d.next().transpose()).unwrap_err();
+    let error = std::fs::read_dir(mount.path("gbo"))
+        .and_then(|mut d| d.next().transpose())
+        .unwrap_err();
     assert_eq!(errno_of(&error), libc::EIO);
 }

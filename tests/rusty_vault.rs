@@ -24,7 +24,10 @@ fn rusty_vault() -> Option<RustyVault> {
         return None;
     }
     let vault = RustyVault::start().expect("start rvault");
-    vault.put("gbo/llm", &json!({"openai_key": "sk-real-server", "anthropic_key": "sk-ant-real"}));
+    vault.put(
+        "gbo/llm",
+        &json!({"openai_key": "sk-real-server", "anthropic_key": "sk-ant-real"}),
+    );
     vault.put("gbo/tables", &json!({"host": "pg.local", "port": 5432}));
     vault.put("gbo/bots/mybot", &json!({"api_key": "bot-real"}));
     Some(vault)
@@ -47,7 +50,10 @@ async fn the_kv_v1_gbo_mount_is_detected_and_read_without_flags() {
         LayoutOverrides::default(),
     )
     .unwrap();
-    assert_eq!(store.layout().await.unwrap(), &KvLayout::for_mount("gbo", "gbo", KvVersion::V1));
+    assert_eq!(
+        store.layout().await.unwrap(),
+        &KvLayout::for_mount("gbo", "gbo", KvVersion::V1)
+    );
     let secret = store.read_secret("gbo/llm").await.unwrap().unwrap();
     assert_eq!(&secret.values["openai_key"][..], b"sk-real-server");
     let tables = store.read_secret("gbo/tables").await.unwrap().unwrap();
@@ -73,16 +79,29 @@ fn get_and_a_real_mount_serve_rustyvault_secrets() {
     let mut get = gbo_fs(&vault.addr(), &vault.root_token(), dir.path());
     get.args(["get", "gbo/bots/mybot/api_key"]);
     let output = run_bounded(get, Duration::from_secs(30));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(output.stdout, b"bot-real");
 
     if !fuse_available() {
         return;
     }
     let mount = Mount::start(&vault.addr(), &vault.root_token(), &[]);
-    assert_eq!(std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(), b"sk-real-server");
-    assert_eq!(std::fs::read(mount.path("gbo/tables/port")).unwrap(), b"5432");
+    assert_eq!(
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-real-server"
+    );
+    assert_eq!(
+        std::fs::read(mount.path("gbo/tables/port")).unwrap(),
+        b"5432"
+    );
     let log = mount.log_text();
-    assert!(log.contains("KV v1 mount `gbo`"), "the chosen layout is logged once at start:\n{log}");
+    assert!(
+        log.contains("KV v1 mount `gbo`"),
+        "the chosen layout is logged once at start:\n{log}"
+    );
     assert!(!log.contains(&vault.root_token()));
 }

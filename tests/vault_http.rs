@@ -28,7 +28,11 @@ fn store(server: &TestVaultServer, overrides: LayoutOverrides) -> VaultHttpStore
 }
 
 async fn value(store: &VaultHttpStore, path: &str, key: &str) -> Vec<u8> {
-    let secret = store.read_secret(path).await.unwrap().expect("secret exists");
+    let secret = store
+        .read_secret(path)
+        .await
+        .unwrap()
+        .expect("secret exists");
     secret.values.get(key).expect("key exists").to_vec()
 }
 
@@ -54,7 +58,10 @@ async fn the_documented_gbo_mount_is_detected_in_both_kv_versions() {
         server.put_str("gbo", "llm", &[("openai_key", "sk-doc")]);
         server.put_str("gbo", "bots/mybot", &[("api_key", "b")]);
         let store = store(&server, LayoutOverrides::default());
-        assert_eq!(store.layout().await.unwrap(), &KvLayout::for_mount("gbo", "gbo", expected));
+        assert_eq!(
+            store.layout().await.unwrap(),
+            &KvLayout::for_mount("gbo", "gbo", expected)
+        );
         assert_eq!(value(&store, "gbo/llm", "openai_key").await, b"sk-doc");
         let mut names: Vec<String> = store
             .list_folder("gbo")
@@ -71,7 +78,10 @@ async fn the_documented_gbo_mount_is_detected_in_both_kv_versions() {
 
 #[tokio::test]
 async fn a_gbo_mount_wins_over_a_gbo_folder_in_secret() {
-    let config = TestVaultConfig::with_mounts(vec![("secret".into(), TestKv::V2), ("gbo".into(), TestKv::V1)]);
+    let config = TestVaultConfig::with_mounts(vec![
+        ("secret".into(), TestKv::V2),
+        ("gbo".into(), TestKv::V1),
+    ]);
     let server = TestVaultServer::start(config).unwrap();
     let store = store(&server, LayoutOverrides::default());
     assert_eq!(store.layout().await.unwrap().mount, "gbo");
@@ -85,7 +95,10 @@ async fn sys_mounts_is_used_when_the_ui_mounts_endpoint_is_missing() {
     server.put_str("secret", "gbo/llm", &[("openai_key", "via-sys-mounts")]);
     let store = store(&server, LayoutOverrides::default());
     assert_eq!(store.layout().await.unwrap().mount, "secret");
-    assert_eq!(value(&store, "gbo/llm", "openai_key").await, b"via-sys-mounts");
+    assert_eq!(
+        value(&store, "gbo/llm", "openai_key").await,
+        b"via-sys-mounts"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +110,10 @@ async fn flags_decide_when_detection_is_impossible_and_override_it_otherwise() {
     server.put_str("gbo", "llm", &[("openai_key", "flagged")]);
     let undetectable = store(&server, LayoutOverrides::default());
     let error = undetectable.read_secret("gbo/llm").await.unwrap_err();
-    assert!(matches!(error, StoreError::Layout(ref m) if m.contains("--kv-mount")), "{error}");
+    assert!(
+        matches!(error, StoreError::Layout(ref m) if m.contains("--kv-mount")),
+        "{error}"
+    );
     let flagged = store(
         &server,
         LayoutOverrides {
@@ -106,7 +122,11 @@ async fn flags_decide_when_detection_is_impossible_and_override_it_otherwise() {
         },
     );
     assert_eq!(value(&flagged, "gbo/llm", "openai_key").await, b"flagged");
-    assert_eq!(server.count("GET", "sys/mounts"), 1, "full flags skip detection");
+    assert_eq!(
+        server.count("GET", "sys/mounts"),
+        1,
+        "full flags skip detection"
+    );
 }
 
 #[tokio::test]
@@ -137,9 +157,16 @@ async fn every_vault_failure_maps_to_a_distinct_error_without_values() {
         let started = Instant::now();
         let error = store.read_secret("gbo/llm").await.unwrap_err();
         let text = error.to_string().to_lowercase();
-        assert!(text.contains(expected) || format!("{error:?}").to_lowercase().contains(expected), "{fault:?}: {error}");
+        assert!(
+            text.contains(expected) || format!("{error:?}").to_lowercase().contains(expected),
+            "{fault:?}: {error}"
+        );
         assert!(!text.contains("sk-never-in-errors"));
-        assert!(started.elapsed() < Duration::from_secs(4), "{fault:?} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{fault:?} took {:?}",
+            started.elapsed()
+        );
         assert_eq!(error.errno(), libc::EIO, "{fault:?}");
     }
     server.clear_faults();
@@ -163,7 +190,10 @@ async fn a_wrong_token_is_permission_denied() {
         },
     )
     .unwrap();
-    assert_eq!(store.read_secret("gbo/llm").await.unwrap_err(), StoreError::PermissionDenied);
+    assert_eq!(
+        store.read_secret("gbo/llm").await.unwrap_err(),
+        StoreError::PermissionDenied
+    );
 }
 
 #[tokio::test]
@@ -173,14 +203,21 @@ async fn an_unreachable_vault_is_reported_as_unreachable_with_its_address() {
     server.stop();
     let store = VaultHttpStore::new(connection.clone(), "gbo", LayoutOverrides::default()).unwrap();
     let error = store.read_secret("gbo/llm").await.unwrap_err();
-    assert!(matches!(error, StoreError::Unreachable(ref m) if m.contains(&connection.addr)), "{error}");
+    assert!(
+        matches!(error, StoreError::Unreachable(ref m) if m.contains(&connection.addr)),
+        "{error}"
+    );
 }
 
 #[tokio::test]
 async fn one_kept_alive_connection_serves_many_requests_and_each_path_is_read_once() {
     let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
     for p in 0..5 {
-        server.put_str("secret", &format!("gbo/p{p}"), &[("a", "1"), ("b", "2"), ("c", "3")]);
+        server.put_str(
+            "secret",
+            &format!("gbo/p{p}"),
+            &[("a", "1"), ("b", "2"), ("c", "3")],
+        );
     }
     let store = Arc::new(store(&server, LayoutOverrides::default()));
     let fs = Arc::new(SecretFs::new(store, FsConfig::new("gbo")));
@@ -190,7 +227,9 @@ async fn one_kept_alive_connection_serves_many_requests_and_each_path_is_read_on
         readers.push(tokio::spawn(async move {
             for p in 0..5 {
                 for key in ["a", "b", "c"] {
-                    fs.read_path(&format!("gbo/p{}/{key}", (p + t) % 5)).await.unwrap();
+                    fs.read_path(&format!("gbo/p{}/{key}", (p + t) % 5))
+                        .await
+                        .unwrap();
                 }
             }
         }));
@@ -199,10 +238,18 @@ async fn one_kept_alive_connection_serves_many_requests_and_each_path_is_read_on
         reader.await.unwrap();
     }
     for p in 0..5 {
-        assert_eq!(server.count("GET", &format!("secret/data/gbo/p{p}")), 1, "p{p}");
+        assert_eq!(
+            server.count("GET", &format!("secret/data/gbo/p{p}")),
+            1,
+            "p{p}"
+        );
     }
     assert_eq!(server.count("LIST", "secret/metadata/gbo"), 1);
-    assert!(server.connections_accepted() <= 8, "{} connections", server.connections_accepted());
+    assert!(
+        server.connections_accepted() <= 8,
+        "{} connections",
+        server.connections_accepted()
+    );
 }
 
 #[tokio::test]
@@ -212,5 +259,8 @@ async fn seal_status_is_reported() {
     assert!(!store.status().await.unwrap().sealed);
     server.seal();
     assert!(store.status().await.unwrap().sealed);
-    assert_eq!(store.read_secret("gbo/llm").await.unwrap_err(), StoreError::Sealed);
+    assert_eq!(
+        store.read_secret("gbo/llm").await.unwrap_err(),
+        StoreError::Sealed
+    );
 }

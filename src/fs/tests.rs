@@ -13,7 +13,10 @@ fn fs_with(store: Arc<MemoryStore>) -> SecretFs {
 
 fn seeded() -> Arc<MemoryStore> {
     let store = Arc::new(MemoryStore::new());
-    store.put_str("gbo/llm", &[("openai_key", "sk-openai"), ("anthropic_key", "sk-ant")]);
+    store.put_str(
+        "gbo/llm",
+        &[("openai_key", "sk-openai"), ("anthropic_key", "sk-ant")],
+    );
     store.put_json(
         "gbo/tables",
         json!({"host": "db", "port": 5432, "ssl": true, "opts": {"a": 1}})
@@ -45,7 +48,10 @@ async fn names(fs: &SecretFs, path: &str) -> Vec<String> {
 async fn a_secret_key_reads_as_its_exact_value_without_newline() {
     let fs = fs_with(seeded());
     assert_eq!(cat(&fs, "gbo/llm/openai_key").await.unwrap(), b"sk-openai");
-    assert_eq!(cat(&fs, "gbo/bots/mybot/api_key").await.unwrap(), b"bot-key");
+    assert_eq!(
+        cat(&fs, "gbo/bots/mybot/api_key").await.unwrap(),
+        b"bot-key"
+    );
 }
 
 #[tokio::test]
@@ -61,7 +67,11 @@ async fn listing_the_namespace_reads_no_secret() {
     let store = seeded();
     let fs = fs_with(store.clone());
     assert_eq!(names(&fs, "").await, vec!["gbo"]);
-    assert_eq!(store.reads() + store.lists(), 0, "mounting and listing / touches nothing");
+    assert_eq!(
+        store.reads() + store.lists(),
+        0,
+        "mounting and listing / touches nothing"
+    );
     assert_eq!(names(&fs, "gbo").await, vec!["bots", "llm", "tables"]);
     // `ls -l gbo/` also looks every entry up.
     for name in ["bots", "llm", "tables"] {
@@ -69,7 +79,11 @@ async fn listing_the_namespace_reads_no_secret() {
         assert_eq!(attr.kind, NodeType::Directory);
     }
     assert_eq!(store.reads(), 0, "no secret was read");
-    assert_eq!(store.lists(), 1, "one LIST served the listing and every lookup");
+    assert_eq!(
+        store.lists(),
+        1,
+        "one LIST served the listing and every lookup"
+    );
 }
 
 #[tokio::test]
@@ -78,7 +92,10 @@ async fn one_vault_read_serves_every_key_of_a_path() {
     let fs = fs_with(store.clone());
     cat(&fs, "gbo/llm/openai_key").await.unwrap();
     cat(&fs, "gbo/llm/anthropic_key").await.unwrap();
-    assert_eq!(names(&fs, "gbo/llm").await, vec!["anthropic_key", "openai_key"]);
+    assert_eq!(
+        names(&fs, "gbo/llm").await,
+        vec!["anthropic_key", "openai_key"]
+    );
     assert_eq!(store.reads_of("gbo/llm"), 1);
 }
 
@@ -101,11 +118,22 @@ async fn keys_that_are_not_valid_file_names_are_hidden() {
     let long = "k".repeat(256);
     store.put_str(
         "gbo/odd",
-        &[("", "e"), (".", "d"), ("..", "dd"), ("a/b", "s"), ("nul\0x", "n"), (&long, "l"), ("ok", "fine")],
+        &[
+            ("", "e"),
+            (".", "d"),
+            ("..", "dd"),
+            ("a/b", "s"),
+            ("nul\0x", "n"),
+            (&long, "l"),
+            ("ok", "fine"),
+        ],
     );
     let fs = fs_with(store);
     assert_eq!(names(&fs, "gbo/odd").await, vec!["ok"]);
-    assert_eq!(cat(&fs, &format!("gbo/odd/{long}")).await, Err(FsError::NotFound));
+    assert_eq!(
+        cat(&fs, &format!("gbo/odd/{long}")).await,
+        Err(FsError::NotFound)
+    );
 }
 
 #[tokio::test]
@@ -115,7 +143,10 @@ async fn files_are_0400_and_directories_0500_owned_by_the_configured_user() {
     config.gid = 5678;
     let fs = SecretFs::new(seeded(), config);
     let file = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
-    assert_eq!((file.perm, file.uid, file.gid, file.size), (0o400, 1234, 5678, 9));
+    assert_eq!(
+        (file.perm, file.uid, file.gid, file.size),
+        (0o400, 1234, 5678, 9)
+    );
     let dir = fs.resolve_path("gbo/llm").await.unwrap();
     assert_eq!((dir.perm, dir.kind), (0o500, NodeType::Directory));
     assert_eq!(fs.getattr(ROOT_INO).await.unwrap().perm, 0o500);
@@ -126,7 +157,10 @@ async fn missing_paths_and_keys_are_enoent() {
     let fs = fs_with(seeded());
     for path in ["gbo/nope", "gbo/llm/nope", "other", "gbo/llm/openai_key/x"] {
         let error = fs.resolve_path(path).await.unwrap_err();
-        assert!(matches!(error.errno(), libc::ENOENT | libc::ENOTDIR), "{path}: {error:?}");
+        assert!(
+            matches!(error.errno(), libc::ENOENT | libc::ENOTDIR),
+            "{path}: {error:?}"
+        );
     }
 }
 
@@ -140,7 +174,10 @@ async fn vault_denial_is_eacces_and_server_errors_are_eio() {
     assert_eq!(denied.errno(), libc::EACCES);
     let broken = cat(&fs, "gbo/tables/host").await.unwrap_err();
     assert_eq!(broken.errno(), libc::EIO);
-    assert!(!broken.to_string().contains("db"), "errors name the path, never a value");
+    assert!(
+        !broken.to_string().contains("db"),
+        "errors name the path, never a value"
+    );
     assert!(broken.to_string().contains("gbo/tables"));
 }
 
@@ -152,7 +189,10 @@ async fn a_hanging_vault_fails_the_operation_with_eio_at_the_timeout() {
     let started = Instant::now();
     let error = cat(&fs, "gbo/llm/openai_key").await.unwrap_err();
     assert_eq!(error.errno(), libc::EIO);
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the operation timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the operation timeout"
+    );
 }
 
 #[tokio::test]
@@ -167,7 +207,10 @@ async fn a_slow_vault_read_does_not_stall_reads_of_cached_secrets() {
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(cat(&fs, "gbo/tables/host").await.unwrap(), b"db");
-    assert!(!slow.is_finished(), "the cached read finished while the slow one was still waiting");
+    assert!(
+        !slow.is_finished(),
+        "the cached read finished while the slow one was still waiting"
+    );
     assert_eq!(slow.await.unwrap().unwrap(), b"sk-openai");
 }
 
@@ -179,7 +222,11 @@ async fn concurrent_readers_of_one_path_cost_one_vault_read() {
     let readers: Vec<_> = (0..16)
         .map(|i| {
             let fs = fs.clone();
-            let key = if i % 2 == 0 { "openai_key" } else { "anthropic_key" };
+            let key = if i % 2 == 0 {
+                "openai_key"
+            } else {
+                "anthropic_key"
+            };
             tokio::spawn(async move { cat(&fs, &format!("gbo/llm/{key}")).await })
         })
         .collect();
@@ -193,7 +240,10 @@ async fn concurrent_readers_of_one_path_cost_one_vault_read() {
 async fn opening_for_write_is_erofs() {
     let fs = fs_with(seeded());
     let attr = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
-    assert_eq!(fs.open(attr.ino, true).await.unwrap_err().errno(), libc::EROFS);
+    assert_eq!(
+        fs.open(attr.ino, true).await.unwrap_err().errno(),
+        libc::EROFS
+    );
 }
 
 #[tokio::test]
@@ -210,7 +260,10 @@ async fn an_open_handle_keeps_one_snapshot_while_the_secret_rotates() {
     assert_eq!([first, rest].concat(), b"sk-openai");
     fs.release(handle);
     assert_eq!(fs.read(handle, 0, 1).unwrap_err(), FsError::BadHandle);
-    assert_eq!(cat(&fs, "gbo/llm/openai_key").await.unwrap(), b"ROTATED-VALUE");
+    assert_eq!(
+        cat(&fs, "gbo/llm/openai_key").await.unwrap(),
+        b"ROTATED-VALUE"
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,9 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
-use super::layout::{mount_from_sys_mounts, mount_from_ui_mounts, KvLayout, KvVersion, LayoutOverrides};
+use super::layout::{
+    mount_from_sys_mounts, mount_from_ui_mounts, KvLayout, KvVersion, LayoutOverrides,
+};
 use super::{ListEntry, Secret, SecretStore, StoreError, VaultStatus};
 
 /// Characters escaped inside one path segment.
@@ -120,7 +122,8 @@ impl VaultHttpStore {
             .build()
             .map_err(|e| format!("invalid Vault settings: {e}"))?;
         let client = VaultClient::new(settings).map_err(|e| match e {
-            ClientError::FileReadError { path, .. } | ClientError::ParseCertificateError { path, .. } => {
+            ClientError::FileReadError { path, .. }
+            | ClientError::ParseCertificateError { path, .. } => {
                 format!("VAULT_CACERT `{path}` could not be read as a PEM certificate bundle")
             }
             other => format!("cannot build the Vault client: {other}"),
@@ -221,7 +224,11 @@ impl VaultHttpStore {
         let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         let mut body = Zeroizing::new(Vec::new());
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(&e))?
+        {
             if body.len() + chunk.len() > max_bytes {
                 return Err(StoreError::TooLarge(max_bytes));
             }
@@ -322,7 +329,11 @@ impl VaultHttpStore {
         }
     }
 
-    async fn list(&self, layout: &KvLayout, path: &str) -> Result<Option<Vec<ListEntry>>, StoreError> {
+    async fn list(
+        &self,
+        layout: &KvLayout,
+        path: &str,
+    ) -> Result<Option<Vec<ListEntry>>, StoreError> {
         let keys = match layout.version {
             KvVersion::V2 => {
                 let folder = format!("{}/", layout.mount_relative(path));
@@ -343,7 +354,9 @@ impl VaultHttpStore {
                 })?
             }
         };
-        Ok(Some(keys.iter().map(|k| ListEntry::from_vault_key(k)).collect()))
+        Ok(Some(
+            keys.iter().map(|k| ListEntry::from_vault_key(k)).collect(),
+        ))
     }
 }
 
@@ -375,9 +388,15 @@ impl SecretStore for VaultHttpStore {
                 .await?
                 .ok_or_else(|| StoreError::Malformed("sys/seal-status not found".into()))?;
             Ok(VaultStatus {
-                initialized: body.get("initialized").and_then(Value::as_bool).unwrap_or(false),
+                initialized: body
+                    .get("initialized")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
                 sealed: body.get("sealed").and_then(Value::as_bool).unwrap_or(true),
-                version: body.get("version").and_then(Value::as_str).map(str::to_string),
+                version: body
+                    .get("version")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             })
         })
         .await
@@ -452,7 +471,10 @@ mod tests {
     #[test]
     fn status_errors_distinguish_denied_sealed_and_server_errors() {
         assert_eq!(status_error(403, b""), StoreError::PermissionDenied);
-        assert_eq!(status_error(503, b"{\"errors\":[\"Vault is sealed\"]}"), StoreError::Sealed);
+        assert_eq!(
+            status_error(503, b"{\"errors\":[\"Vault is sealed\"]}"),
+            StoreError::Sealed
+        );
         assert_eq!(status_error(503, b""), StoreError::Server(503));
         assert_eq!(status_error(500, b""), StoreError::Server(500));
     }

@@ -36,7 +36,11 @@ impl KvVersion {
         let version = mount
             .get("options")
             .and_then(|o| o.get("version"))
-            .and_then(|v| v.as_str().map(str::to_string).or(v.as_u64().map(|n| n.to_string())));
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .or(v.as_u64().map(|n| n.to_string()))
+            });
         match version.as_deref().and_then(KvVersion::parse) {
             Some(v) => v,
             None => KvVersion::V1,
@@ -163,7 +167,11 @@ pub fn mount_from_sys_mounts(body: &Value, prefix: &str) -> Option<(String, KvVe
     let kv_mount = |name: &str| {
         table
             .get(&format!("{name}/"))
-            .filter(|m| m.get("type").and_then(Value::as_str).is_some_and(is_kv_type))
+            .filter(|m| {
+                m.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(is_kv_type)
+            })
             .map(|m| (name.to_string(), KvVersion::from_mount_json(m)))
     };
     kv_mount(prefix).or_else(|| kv_mount("secret"))
@@ -205,7 +213,10 @@ mod tests {
             Some(("secret".into(), KvVersion::V2))
         );
         let v1 = json!({"data": {"path": "gbo/", "type": "kv", "options": null}});
-        assert_eq!(mount_from_ui_mounts(&v1), Some(("gbo".into(), KvVersion::V1)));
+        assert_eq!(
+            mount_from_ui_mounts(&v1),
+            Some(("gbo".into(), KvVersion::V1))
+        );
         let not_kv = json!({"data": {"path": "pki/", "type": "pki"}});
         assert_eq!(mount_from_ui_mounts(&not_kv), None);
     }

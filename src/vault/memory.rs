@@ -56,12 +56,18 @@ impl MemoryStore {
 
     /// Every operation on a path starting with `prefix` fails with `error`.
     pub fn fail(&self, prefix: &str, error: StoreError) {
-        self.faults.lock().unwrap().push((prefix.to_string(), error));
+        self.faults
+            .lock()
+            .unwrap()
+            .push((prefix.to_string(), error));
     }
 
     /// Every operation on a path starting with `prefix` waits `delay` first.
     pub fn delay(&self, prefix: &str, delay: Duration) {
-        self.delays.lock().unwrap().push((prefix.to_string(), delay));
+        self.delays
+            .lock()
+            .unwrap()
+            .push((prefix.to_string(), delay));
     }
 
     pub fn clear_faults(&self) {

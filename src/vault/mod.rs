@@ -184,15 +184,17 @@ mod tests {
         assert_eq!(&render_json_value(&json!("a b\n"))[..], b"a b\n");
         assert_eq!(&render_json_value(&json!(5432))[..], b"5432");
         assert_eq!(&render_json_value(&json!(true))[..], b"true");
-        assert_eq!(&render_json_value(&json!({"a": [1, 2]}))[..], b"{\"a\":[1,2]}");
+        assert_eq!(
+            &render_json_value(&json!({"a": [1, 2]}))[..],
+            b"{\"a\":[1,2]}"
+        );
         assert_eq!(&render_json_value(&json!(null))[..], b"null");
     }
 
     #[test]
     fn secret_debug_output_shows_keys_but_never_values() {
-        let secret = Secret::from_json_object(
-            json!({"openai_key": "sk-very-secret"}).as_object().unwrap(),
-        );
+        let secret =
+            Secret::from_json_object(json!({"openai_key": "sk-very-secret"}).as_object().unwrap());
         let printed = format!("{secret:?}");
         assert!(printed.contains("openai_key"));
         assert!(!printed.contains("sk-very-secret"));

@@ -83,7 +83,13 @@ impl Mount {
         Mount::start_at(dir, mountpoint, addr, token, extra)
     }
 
-    pub fn start_at(dir: tempfile::TempDir, mountpoint: PathBuf, addr: &str, token: &str, extra: &[&str]) -> Mount {
+    pub fn start_at(
+        dir: tempfile::TempDir,
+        mountpoint: PathBuf,
+        addr: &str,
+        token: &str,
+        extra: &[&str],
+    ) -> Mount {
         let log = dir.path().join("daemon.log");
         let workdir = dir.path().join("work");
         std::fs::create_dir_all(&workdir).unwrap();
@@ -121,7 +127,11 @@ impl Mount {
             nix::sys::statfs::statfs(&mountpoint).is_ok()
                 && is_mount_point(&std::fs::canonicalize(&mountpoint).unwrap_or_default())
         });
-        assert!(mounted, "not mounted within 20 s; log:\n{}", self.log_text());
+        assert!(
+            mounted,
+            "not mounted within 20 s; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -133,7 +143,10 @@ impl Mount {
     }
 
     /// Sends a signal and waits (bounded) for the daemon to exit.
-    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> Option<std::process::ExitStatus> {
+    pub fn stop_with(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, signal);
