@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::Value;
 use tokio::sync::OnceCell;
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::client::{Client, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
@@ -86,7 +86,10 @@ pub fn validate_vault_addr(addr: &str) -> Result<url::Url, String> {
 
 /// Vault over HTTP, for one namespace prefix.
 pub struct VaultHttpStore {
-    client: VaultClient,
+    /// vaultrs client; behind a lock so a renewed or re-issued token can be swapped in.
+    client: tokio::sync::RwLock<VaultClient>,
+    /// The current token, for requests made outside vaultrs.
+    token: std::sync::RwLock<Zeroizing<String>>,
     http: reqwest::Client,
     base_url: String,
     connection: VaultConnection,
@@ -130,7 +133,8 @@ impl VaultHttpStore {
         })?;
         let http = client.http.http.clone();
         Ok(VaultHttpStore {
-            client,
+            client: tokio::sync::RwLock::new(client),
+            token: std::sync::RwLock::new(connection.token.clone()),
             http,
             base_url: connection.addr.trim_end_matches('/').to_string(),
             connection,
@@ -138,6 +142,29 @@ impl VaultHttpStore {
             overrides,
             layout: OnceCell::new(),
         })
+    }
+
+    /// Replaces the token used for every later request (renewal, AppRole login).
+    pub async fn set_token(&self, token: Zeroizing<String>) {
+        self.client.write().await.set_token(token.as_str());
+        *self.token.write().unwrap() = token;
+    }
+
+    /// Vault's address, as configured.
+    pub fn address(&self) -> &str {
+        &self.base_url
+    }
+
+    /// One JSON request to any Vault API path (after `/v1/`), through the same
+    /// kept-alive client, token and namespace. `Ok(None)` is a 404; 204 is `Value::Null`.
+    pub async fn request_json(
+        &self,
+        method: &str,
+        api_path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, StoreError> {
+        self.with_timeout(self.raw_request_with_body(method, api_path, body, MAX_LIST_BYTES))
+            .await
     }
 
     /// The resolved KV layout; detected on first use, retried until it succeeds.
@@ -209,15 +236,33 @@ impl VaultHttpStore {
         api_path: &str,
         max_bytes: usize,
     ) -> Result<Option<Value>, StoreError> {
+        self.raw_request_with_body(method, api_path, None, max_bytes)
+            .await
+    }
+
+    async fn raw_request_with_body(
+        &self,
+        method: &str,
+        api_path: &str,
+        json_body: Option<&Value>,
+        max_bytes: usize,
+    ) -> Result<Option<Value>, StoreError> {
         let url = format!("{}/v1/{}", self.base_url, api_path);
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StoreError::Malformed(format!("bad method {method}")))?;
+        let token = self.token.read().unwrap().clone();
         let mut request = self
             .http
             .request(method, url)
-            .header("X-Vault-Token", self.connection.token.as_str())
+            .header("X-Vault-Token", token.as_str())
             .header("X-Vault-Request", "true")
             .timeout(self.connection.timeout);
+        if let Some(json_body) = json_body {
+            let encoded = Zeroizing::new(serde_json::to_vec(json_body).unwrap_or_default());
+            request = request
+                .header("Content-Type", "application/json")
+                .body(encoded.to_vec());
+        }
         if let Some(namespace) = &self.connection.namespace {
             request = request.header("X-Vault-Namespace", namespace.as_str());
         }
@@ -295,7 +340,8 @@ impl VaultHttpStore {
             .path(encode_path(&layout.mount_relative(path)))
             .build()
             .map_err(|e| StoreError::Malformed(e.to_string()))?;
-        let response = match vaultrs::api::exec_with_result(&self.client, endpoint).await {
+        let client = self.client.read().await;
+        let response = match vaultrs::api::exec_with_result(&*client, endpoint).await {
             Ok(response) => response,
             Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
             Err(error) => return Err(self.vaultrs_error(error)),
@@ -338,7 +384,8 @@ impl VaultHttpStore {
             KvVersion::V2 => {
                 let folder = format!("{}/", layout.mount_relative(path));
                 let folder = folder.trim_start_matches('/');
-                match vaultrs::kv2::list(&self.client, &layout.mount, &encode_path(folder)).await {
+                let client = self.client.read().await;
+                match vaultrs::kv2::list(&*client, &layout.mount, &encode_path(folder)).await {
                     Ok(keys) => keys,
                     Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
                     Err(error) => return Err(self.vaultrs_error(error)),
