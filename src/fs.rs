@@ -5,10 +5,12 @@
 //! Tree: the root holds the namespace directory (`gbo/`). A Vault secret
 //! `gbo/a/b` is the directory `gbo/a/b/`; its keys are files in it, beside any
 //! sub-folders Vault lists under `gbo/a/b/`. When a key and a sub-folder share a
-//! name, the key wins.
+//! name, the key wins. Beside the namespace, the root shows the config.csv views
+//! (see `views.rs`): `config.csv` and `<name>.gbai/<bot>.gbot/config.csv`.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -16,7 +18,9 @@ use std::time::{Duration, SystemTime};
 use zeroize::Zeroizing;
 
 use crate::cache::{CacheCounts, CachePolicy, FetchCache};
+use crate::config_csv::{MissingReference, Rendered};
 use crate::vault::{ListEntry, Secret, SecretBytes, SecretStore, StoreError};
+use crate::views::{self, ConfigSources, FetchOutcome, ReferenceCheck, VIEW_NAME};
 
 /// Inode number of the mount root.
 pub const ROOT_INO: u64 = 1;
@@ -41,6 +45,10 @@ pub enum FsError {
     Store { path: String, source: StoreError },
     #[error("file operation timed out after {0:?}")]
     TimedOut(Duration),
+    #[error("{file}: {count} unresolvable vault: reference(s)")]
+    Unresolved { file: String, count: usize },
+    #[error("{file}: {reason}")]
+    Source { file: String, reason: String },
 }
 
 impl FsError {
@@ -53,7 +61,7 @@ impl FsError {
             FsError::ReadOnly => libc::EROFS,
             FsError::BadHandle => libc::EBADF,
             FsError::Store { source, .. } => source.errno(),
-            FsError::TimedOut(_) => libc::EIO,
+            FsError::TimedOut(_) | FsError::Unresolved { .. } | FsError::Source { .. } => libc::EIO,
         }
     }
 }
@@ -99,6 +107,10 @@ pub struct FsConfig {
     pub cache: CachePolicy,
     /// No file operation waits longer than this for Vault.
     pub operation_timeout: Duration,
+    /// config.csv sources shown beside the namespace.
+    pub views: ConfigSources,
+    /// What a view shows for a reference that cannot be resolved.
+    pub missing_reference: MissingReference,
 }
 
 impl FsConfig {
@@ -111,6 +123,8 @@ impl FsConfig {
             dir_mode: 0o500,
             cache: CachePolicy::default(),
             operation_timeout: Duration::from_secs(5),
+            views: ConfigSources::default(),
+            missing_reference: MissingReference::Error,
         }
     }
 }
@@ -127,6 +141,18 @@ enum NodeKind {
     SecretFile {
         path: String,
         key: String,
+    },
+    /// A botserver package directory (`<name>.gbai`).
+    Package {
+        dir: PathBuf,
+    },
+    /// A bot directory (`<bot>.gbot`) holding a config.csv.
+    Bot {
+        dir: PathBuf,
+    },
+    /// A rendered config.csv view of `source`.
+    View {
+        source: PathBuf,
     },
 }
 
@@ -372,16 +398,33 @@ impl SecretFs {
             return Err(FsError::NotFound);
         }
         let parent_node = self.node(parent)?;
+        let views = &self.config.views;
         let kind = match &*parent_node {
             NodeKind::Root if name == self.config.prefix => NodeKind::Folder {
                 path: self.config.prefix.clone(),
                 is_secret: false,
             },
-            NodeKind::Root => return Err(FsError::NotFound),
+            NodeKind::Root if name == VIEW_NAME => NodeKind::View {
+                source: views.root_view().ok_or(FsError::NotFound)?.to_path_buf(),
+            },
+            NodeKind::Root => NodeKind::Package {
+                dir: views.package(name).ok_or(FsError::NotFound)?,
+            },
             NodeKind::Folder { path, is_secret } => {
                 self.child_of_folder(path, *is_secret, name).await?
             }
-            NodeKind::SecretFile { .. } => return Err(FsError::NotADirectory),
+            NodeKind::Package { dir } => NodeKind::Bot {
+                dir: views::bot(dir, name).ok_or(FsError::NotFound)?,
+            },
+            NodeKind::Bot { dir } if name == VIEW_NAME && dir.join(VIEW_NAME).is_file() => {
+                NodeKind::View {
+                    source: dir.join(VIEW_NAME),
+                }
+            }
+            NodeKind::Bot { .. } => return Err(FsError::NotFound),
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } => {
+                return Err(FsError::NotADirectory)
+            }
         };
         let ino = self.intern(parent, name, kind.clone());
         self.attr_of(ino, &kind).await
@@ -437,15 +480,37 @@ impl SecretFs {
         match &*node {
             NodeKind::Root => {
                 let prefix = self.config.prefix.clone();
-                let kind = NodeKind::Folder {
-                    path: prefix.clone(),
-                    is_secret: false,
+                let mut children = vec![(
+                    prefix.clone(),
+                    NodeKind::Folder {
+                        path: prefix,
+                        is_secret: false,
+                    },
+                )];
+                if let Some(source) = self.config.views.root_view() {
+                    let source = source.to_path_buf();
+                    children.push((VIEW_NAME.to_string(), NodeKind::View { source }));
+                }
+                for (name, dir) in self.config.views.packages() {
+                    children.push((name, NodeKind::Package { dir }));
+                }
+                Ok(self.entries_of(ino, children))
+            }
+            NodeKind::Package { dir } => {
+                let children = views::bots_in(dir)
+                    .into_iter()
+                    .map(|(name, dir)| (name, NodeKind::Bot { dir }))
+                    .collect();
+                Ok(self.entries_of(ino, children))
+            }
+            NodeKind::Bot { dir } => {
+                let source = dir.join(VIEW_NAME);
+                let children = if source.is_file() {
+                    vec![(VIEW_NAME.to_string(), NodeKind::View { source })]
+                } else {
+                    Vec::new()
                 };
-                Ok(vec![DirEntry {
-                    ino: self.intern(ino, &prefix, kind),
-                    name: prefix,
-                    kind: NodeType::Directory,
-                }])
+                Ok(self.entries_of(ino, children))
             }
             NodeKind::Folder { path, is_secret } => {
                 let mut entries = Vec::new();
@@ -493,16 +558,35 @@ impl SecretFs {
                 }
                 Ok(entries)
             }
-            NodeKind::SecretFile { .. } => Err(FsError::NotADirectory),
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } => Err(FsError::NotADirectory),
         }
+    }
+
+    /// Interns named children and lists them as directory entries.
+    fn entries_of(&self, parent: u64, children: Vec<(String, NodeKind)>) -> Vec<DirEntry> {
+        children
+            .into_iter()
+            .map(|(name, kind)| {
+                let node_type = match kind {
+                    NodeKind::SecretFile { .. } | NodeKind::View { .. } => NodeType::File,
+                    _ => NodeType::Directory,
+                };
+                DirEntry {
+                    ino: self.intern(parent, &name, kind),
+                    name,
+                    kind: node_type,
+                }
+            })
+            .collect()
     }
 
     async fn attr_of(&self, ino: u64, node: &NodeKind) -> Result<Attr, FsError> {
         match node {
-            NodeKind::Root | NodeKind::Folder { .. } => {
-                Ok(self.make_attr(ino, NodeType::Directory, 0))
-            }
-            NodeKind::SecretFile { .. } => {
+            NodeKind::Root
+            | NodeKind::Folder { .. }
+            | NodeKind::Package { .. }
+            | NodeKind::Bot { .. } => Ok(self.make_attr(ino, NodeType::Directory, 0)),
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } => {
                 let size = self.content_of(node).await?.len() as u64;
                 Ok(self.make_attr(ino, NodeType::File, size))
             }
@@ -533,8 +617,87 @@ impl SecretFs {
                 let value = secret.values.get(key).ok_or(FsError::NotFound)?;
                 Ok(Zeroizing::new(value.to_vec()))
             }
-            NodeKind::Root | NodeKind::Folder { .. } => Err(FsError::IsADirectory),
+            NodeKind::View { source } => self.render_view_content(source).await,
+            NodeKind::Root
+            | NodeKind::Folder { .. }
+            | NodeKind::Package { .. }
+            | NodeKind::Bot { .. } => Err(FsError::IsADirectory),
         }
+    }
+
+    /// Reads a config.csv source; a missing file is ENOENT, anything else names the file.
+    async fn read_source(&self, source: &Path) -> Result<Vec<u8>, FsError> {
+        match tokio::fs::read(source).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FsError::NotFound),
+            Err(e) => {
+                let file = source.display().to_string();
+                if self.warnings.first(&file, &e.to_string()) {
+                    tracing::warn!(file, error = %e, "cannot read config.csv source");
+                }
+                Err(FsError::Source {
+                    file,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Fetches one referenced secret path for a view, refusing paths outside the namespace.
+    async fn fetch_for_view(&self, path: String) -> FetchOutcome {
+        let inside = path
+            .strip_prefix(self.config.prefix.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+        if !inside {
+            return Err(format!(
+                "outside the served namespace `{}`",
+                self.config.prefix
+            ));
+        }
+        self.secret(&path).await.map_err(|e| match e {
+            FsError::Store { source, .. } => source.to_string(),
+            other => other.to_string(),
+        })
+    }
+
+    /// Renders a config.csv source with the configured missing-reference mode.
+    pub async fn render_source(&self, source: &Path) -> Result<Rendered, FsError> {
+        let bytes = self.read_source(source).await?;
+        let mode = self.config.missing_reference;
+        Ok(views::render_view(&bytes, mode, |path| self.fetch_for_view(path)).await)
+    }
+
+    /// Checks every reference of a config.csv source.
+    pub async fn check_source(&self, source: &Path) -> Result<Vec<ReferenceCheck>, FsError> {
+        let bytes = self.read_source(source).await?;
+        Ok(views::check_view(&bytes, |path| self.fetch_for_view(path)).await)
+    }
+
+    /// The bytes of a view; fails closed (EIO) on unresolvable references in `error` mode.
+    async fn render_view_content(&self, source: &Path) -> Result<SecretBytes, FsError> {
+        let rendered = self.render_source(source).await?;
+        let file = source.display().to_string();
+        if rendered.unresolved.is_empty() {
+            self.warnings.clear(&file);
+        }
+        for unresolved in &rendered.unresolved {
+            if self.warnings.first(&file, &unresolved.to_string()) {
+                tracing::warn!(
+                    file,
+                    line = unresolved.line,
+                    reference = %unresolved.reference,
+                    reason = %unresolved.reason,
+                    "unresolvable vault: reference"
+                );
+            }
+        }
+        if self.config.missing_reference == MissingReference::Error && !rendered.is_complete() {
+            return Err(FsError::Unresolved {
+                file,
+                count: rendered.unresolved.len(),
+            });
+        }
+        Ok(rendered.bytes)
     }
 
     /// The secret at a logical path, through the cache. `None` when Vault has none.

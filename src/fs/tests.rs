@@ -1,7 +1,9 @@
 //! Behaviour of the filesystem core against the in-memory store, without mounting.
 
 use super::*;
+use crate::config_csv::MissingReference;
 use crate::vault::memory::MemoryStore;
+use crate::views::ConfigSources;
 use serde_json::json;
 use std::time::Instant;
 
@@ -305,4 +307,283 @@ async fn a_token_without_list_permission_still_reaches_its_secrets() {
         libc::EACCES,
         "listing itself stays denied"
     );
+}
+
+// ---- config.csv views ----
+
+fn fs_with_views(
+    store: Arc<MemoryStore>,
+    sources: ConfigSources,
+    mode: MissingReference,
+) -> SecretFs {
+    let mut config = FsConfig::new("gbo");
+    config.views = sources;
+    config.missing_reference = mode;
+    SecretFs::new(store, config)
+}
+
+fn write_file(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[tokio::test]
+async fn config_csv_view_substitutes_references_and_keeps_every_other_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    let text = "name,value\r\n# comment,vault:gbo/llm/openai_key\r\n,\r\nllm-api-key, vault:gbo/llm/openai_key \r\nport,vault:gbo/tables/port\r\nplain,a,b";
+    write_file(&source, text);
+    let fs = fs_with_views(
+        seeded(),
+        ConfigSources {
+            config_csv: Some(source),
+            bots_dir: None,
+        },
+        MissingReference::Error,
+    );
+    let names = names(&fs, "").await;
+    assert_eq!(names, vec!["config.csv", "gbo"]);
+    let expected = "name,value\r\n# comment,vault:gbo/llm/openai_key\r\n,\r\nllm-api-key, sk-openai \r\nport,5432\r\nplain,a,b";
+    assert_eq!(cat(&fs, "config.csv").await.unwrap(), expected.as_bytes());
+    let attr = fs.resolve_path("config.csv").await.unwrap();
+    assert_eq!(
+        attr.size,
+        expected.len() as u64,
+        "stat size equals what read returns"
+    );
+    assert_eq!(attr.perm, 0o400);
+}
+
+#[tokio::test]
+async fn all_references_of_a_view_cost_one_read_per_distinct_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    write_file(
+        &source,
+        "a,vault:gbo/llm/openai_key\nb,vault:gbo/llm/anthropic_key\nc,vault:gbo/tables/host\nd,vault:gbo/llm/openai_key\n",
+    );
+    let store = seeded();
+    let fs = fs_with_views(
+        store.clone(),
+        ConfigSources {
+            config_csv: Some(source),
+            bots_dir: None,
+        },
+        MissingReference::Error,
+    );
+    cat(&fs, "config.csv").await.unwrap();
+    assert_eq!(store.reads(), 2);
+    assert_eq!(
+        (store.reads_of("gbo/llm"), store.reads_of("gbo/tables")),
+        (1, 1)
+    );
+    cat(&fs, "gbo/llm/openai_key").await.unwrap();
+    assert_eq!(store.reads(), 2, "files and views share one cache");
+}
+
+#[tokio::test]
+async fn each_missing_reference_mode_behaves_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    write_file(
+        &source,
+        "ok,vault:gbo/llm/openai_key\nmissing,vault:gbo/llm/nope\n",
+    );
+    let sources = ConfigSources {
+        config_csv: Some(source),
+        bots_dir: None,
+    };
+    let error_mode = fs_with_views(seeded(), sources.clone(), MissingReference::Error);
+    let error = cat(&error_mode, "config.csv").await.unwrap_err();
+    assert_eq!(error.errno(), libc::EIO, "fails closed");
+    let empty = fs_with_views(seeded(), sources.clone(), MissingReference::Empty);
+    assert_eq!(
+        cat(&empty, "config.csv").await.unwrap(),
+        b"ok,sk-openai\nmissing,\n"
+    );
+    let keep = fs_with_views(seeded(), sources, MissingReference::Keep);
+    assert_eq!(
+        cat(&keep, "config.csv").await.unwrap(),
+        b"ok,sk-openai\nmissing,vault:gbo/llm/nope\n"
+    );
+}
+
+#[tokio::test]
+async fn denied_paths_down_vault_and_multiline_secrets_are_unresolvable() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    let store = seeded();
+    store.put_str("gbo/pem", &[("cert", "line1\nline2")]);
+    store.fail("gbo/denied", StoreError::PermissionDenied);
+    store.fail("gbo/down", StoreError::Unreachable("x".into()));
+    let fs = fs_with_views(
+        store,
+        ConfigSources {
+            config_csv: Some(source.clone()),
+            bots_dir: None,
+        },
+        MissingReference::Error,
+    );
+    let checks = fs
+        .check_source(&source_with(&source, "a,vault:gbo/pem/cert\nb,vault:gbo/denied/k\nc,vault:gbo/down/k\nd,vault:other/x/k\ne,vault:gbo/llm/openai_key\n"))
+        .await
+        .unwrap();
+    let problems: Vec<bool> = checks.iter().map(|c| c.problem.is_some()).collect();
+    assert_eq!(problems, vec![true, true, true, true, false]);
+    assert!(checks[0].problem.as_deref().unwrap().contains("line break"));
+    assert!(checks[1]
+        .problem
+        .as_deref()
+        .unwrap()
+        .contains("permission denied"));
+    assert!(checks[3].problem.as_deref().unwrap().contains("outside"));
+    assert!(!format!("{checks:?}").contains("line1"));
+}
+
+fn source_with(path: &Path, text: &str) -> PathBuf {
+    write_file(path, text);
+    path.to_path_buf()
+}
+
+#[tokio::test]
+async fn bot_packages_appear_with_their_own_gbot_names_and_track_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bots = dir.path().to_path_buf();
+    write_file(
+        &bots.join("campaign-manager.gbai/marketing.gbot/config.csv"),
+        "name,value\nkey,vault:gbo/bots/mybot/api_key\n",
+    );
+    write_file(
+        &bots.join("campaign-manager.gbai/marketing.gbot/other.txt"),
+        "not shown",
+    );
+    let fs = fs_with_views(
+        seeded(),
+        ConfigSources {
+            config_csv: None,
+            bots_dir: Some(bots.clone()),
+        },
+        MissingReference::Error,
+    );
+    assert_eq!(names(&fs, "").await, vec!["campaign-manager.gbai", "gbo"]);
+    assert_eq!(
+        names(&fs, "campaign-manager.gbai").await,
+        vec!["marketing.gbot"]
+    );
+    assert_eq!(
+        names(&fs, "campaign-manager.gbai/marketing.gbot").await,
+        vec!["config.csv"]
+    );
+    assert_eq!(
+        cat(&fs, "campaign-manager.gbai/marketing.gbot/config.csv")
+            .await
+            .unwrap(),
+        b"name,value\nkey,bot-key\n"
+    );
+    let package = fs.resolve_path("campaign-manager.gbai").await.unwrap();
+    assert_eq!((package.kind, package.perm), (NodeType::Directory, 0o500));
+
+    write_file(
+        &bots.join("sales.gbai/sales.gbot/config.csv"),
+        "name,value\n",
+    );
+    assert_eq!(
+        names(&fs, "").await,
+        vec!["campaign-manager.gbai", "gbo", "sales.gbai"]
+    );
+    std::fs::remove_dir_all(bots.join("campaign-manager.gbai")).unwrap();
+    assert_eq!(names(&fs, "").await, vec!["gbo", "sales.gbai"]);
+    assert_eq!(
+        fs.resolve_path("campaign-manager.gbai/marketing.gbot/config.csv")
+            .await
+            .unwrap_err(),
+        FsError::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_view_reflects_source_edits_and_rotations_and_open_handles_keep_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    write_file(&source, "k,vault:gbo/llm/openai_key\n");
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.cache.ttl = Duration::from_millis(50);
+    config.views = ConfigSources {
+        config_csv: Some(source.clone()),
+        bots_dir: None,
+    };
+    let fs = SecretFs::new(store.clone(), config);
+    let attr = fs.resolve_path("config.csv").await.unwrap();
+    let handle = fs.open(attr.ino, false).await.unwrap();
+
+    write_file(&source, "edited,vault:gbo/llm/openai_key\n");
+    assert_eq!(cat(&fs, "config.csv").await.unwrap(), b"edited,sk-openai\n");
+    store.put_str("gbo/llm", &[("openai_key", "rotated")]);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert_eq!(cat(&fs, "config.csv").await.unwrap(), b"edited,rotated\n");
+    assert_eq!(
+        fs.getattr(attr.ino).await.unwrap().size,
+        b"edited,rotated\n".len() as u64
+    );
+
+    let mut snapshot = Vec::new();
+    for offset in (0..100).step_by(7) {
+        snapshot.extend_from_slice(&fs.read(handle, offset, 7).unwrap());
+    }
+    assert_eq!(
+        snapshot, b"k,sk-openai\n",
+        "the reader that opened first sees one snapshot"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_or_unreadable_source_is_enoent_or_eio_and_the_rest_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    let fs = fs_with_views(
+        seeded(),
+        ConfigSources {
+            config_csv: Some(source.clone()),
+            bots_dir: None,
+        },
+        MissingReference::Error,
+    );
+    assert_eq!(
+        names(&fs, "").await,
+        vec!["gbo"],
+        "absent source, absent view"
+    );
+    std::fs::create_dir(&source).unwrap();
+    let error = fs.render_source(&source).await.unwrap_err();
+    assert_eq!(error.errno(), libc::EIO);
+    assert!(error.to_string().contains("config.csv"));
+    assert_eq!(cat(&fs, "gbo/llm/openai_key").await.unwrap(), b"sk-openai");
+}
+
+#[tokio::test]
+async fn a_huge_config_csv_with_invalid_utf8_renders_completely() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    let mut text = b"name,value\n\xff\xfe,\xc3(\n".to_vec();
+    for i in 0..100_000 {
+        text.extend_from_slice(format!("setting-{i},value-{i}\n").as_bytes());
+    }
+    text.extend_from_slice(b"key,vault:gbo/llm/openai_key\n");
+    std::fs::write(&source, &text).unwrap();
+    let fs = fs_with_views(
+        seeded(),
+        ConfigSources {
+            config_csv: Some(source),
+            bots_dir: None,
+        },
+        MissingReference::Error,
+    );
+    let rendered = cat(&fs, "config.csv").await.unwrap();
+    let expected = [
+        &text[..text.len() - "vault:gbo/llm/openai_key\n".len()],
+        b"sk-openai\n",
+    ]
+    .concat();
+    assert_eq!(rendered, expected);
 }

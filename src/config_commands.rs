@@ -1,0 +1,84 @@
+//! The `render` and `check` commands: config.csv views on the command line, no FUSE.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::config_csv::MissingReference;
+use crate::daemon;
+use crate::settings::Settings;
+use crate::views;
+
+/// Exit status of `render` when a reference cannot be resolved.
+pub const UNRESOLVED_EXIT: u8 = 2;
+
+/// `gbo-fs render PATH`: the resolved view on stdout. In `error` mode an
+/// unresolvable reference prints one line per reference on stderr, nothing on
+/// stdout, and exits 2; `empty` and `keep` print the view and warn.
+pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
+    let runtime = daemon::runtime().map_err(|e| e.to_string())?;
+    let (_, fs) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
+    let rendered = runtime
+        .block_on(fs.render_source(source))
+        .map_err(|e| format!("{}: {e}", source.display()))?;
+    for unresolved in &rendered.unresolved {
+        eprintln!("{}:{unresolved}", source.display());
+    }
+    if settings.missing_reference == MissingReference::Error && !rendered.is_complete() {
+        return Ok(ExitCode::from(UNRESOLVED_EXIT));
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(&rendered.bytes)
+        .and_then(|_| stdout.flush())
+        .map_err(|e| format!("stdout: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gbo-fs check PATH | --bots DIR`: one line per reference, `ok` or the reason;
+/// exits 1 if any reference fails. Never prints a value.
+pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, String> {
+    let sources: Vec<PathBuf> = match (source, &settings.views.bots_dir) {
+        (Some(path), _) => vec![path.to_path_buf()],
+        (None, Some(_)) => settings
+            .views
+            .packages()
+            .into_iter()
+            .flat_map(|(_, package)| views::bots_in(&package))
+            .map(|(_, bot)| bot.join(views::VIEW_NAME))
+            .collect(),
+        (None, None) => return Err("check needs a config.csv path or --bots DIR".into()),
+    };
+    let runtime = daemon::runtime().map_err(|e| e.to_string())?;
+    let (_, fs) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
+    let mut failures = 0;
+    let mut stdout = std::io::stdout().lock();
+    for source in &sources {
+        let checks = runtime
+            .block_on(fs.check_source(source))
+            .map_err(|e| format!("{}: {e}", source.display()))?;
+        for check in checks {
+            let verdict = match &check.problem {
+                None => "ok".to_string(),
+                Some(reason) => {
+                    failures += 1;
+                    reason.clone()
+                }
+            };
+            writeln!(
+                stdout,
+                "{}:{}: {} {} {verdict}",
+                source.display(),
+                check.line,
+                check.name,
+                check.reference
+            )
+            .map_err(|e| format!("stdout: {e}"))?;
+        }
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

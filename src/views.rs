@@ -1,0 +1,259 @@
+//! config.csv views: which source files are shown where (`--config-csv`, `--bots`),
+//! and rendering one with its `vault:` references resolved through the cache.
+//!
+//! Sources are read on every open and `stat`, so an edited source shows at once
+//! (within the kernel's one-second attribute TTL). No rendered byte is written
+//! anywhere but to the reader.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::config_csv::{
+    self, find_references, referenced_paths, MissingReference, Rendered, Resolution, Unresolved,
+};
+use crate::vault::Secret;
+
+/// File name of every view.
+pub const VIEW_NAME: &str = "config.csv";
+/// Suffix of a botserver package directory.
+pub const PACKAGE_SUFFIX: &str = ".gbai";
+/// Suffix of a bot directory inside a package.
+pub const BOT_SUFFIX: &str = ".gbot";
+
+/// Where config.csv sources come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigSources {
+    /// `--config-csv PATH`: shown as `MOUNTPOINT/config.csv`.
+    pub config_csv: Option<PathBuf>,
+    /// `--bots DIR`: every `DIR/<name>.gbai/<bot>.gbot/config.csv`.
+    pub bots_dir: Option<PathBuf>,
+}
+
+impl ConfigSources {
+    /// The single `--config-csv` source, when it exists now.
+    pub fn root_view(&self) -> Option<&Path> {
+        self.config_csv.as_deref().filter(|p| p.is_file())
+    }
+
+    /// Packages (`<name>.gbai`) in the bots directory that hold at least one bot view.
+    pub fn packages(&self) -> Vec<(String, PathBuf)> {
+        let Some(bots_dir) = &self.bots_dir else {
+            return Vec::new();
+        };
+        subdirectories_with_suffix(bots_dir, PACKAGE_SUFFIX)
+            .into_iter()
+            .filter(|(_, dir)| !bots_in(dir).is_empty())
+            .collect()
+    }
+
+    /// The package directory called `name`, if it is shown.
+    pub fn package(&self, name: &str) -> Option<PathBuf> {
+        let dir = self.bots_dir.as_ref()?.join(name);
+        (name.ends_with(PACKAGE_SUFFIX) && !bots_in(&dir).is_empty()).then_some(dir)
+    }
+}
+
+/// Bots (`<bot>.gbot`) in a package that have a config.csv.
+pub fn bots_in(package: &Path) -> Vec<(String, PathBuf)> {
+    subdirectories_with_suffix(package, BOT_SUFFIX)
+        .into_iter()
+        .filter(|(_, dir)| dir.join(VIEW_NAME).is_file())
+        .collect()
+}
+
+/// The bot directory called `name` in a package, if it has a config.csv.
+pub fn bot(package: &Path, name: &str) -> Option<PathBuf> {
+    let dir = package.join(name);
+    (name.ends_with(BOT_SUFFIX) && dir.join(VIEW_NAME).is_file()).then_some(dir)
+}
+
+fn subdirectories_with_suffix(dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let path = entry.path();
+            (name.ends_with(suffix) && name.len() > suffix.len() && path.is_dir())
+                .then_some((name, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The outcome of fetching one referenced path: the secret, "none there", or why it failed.
+pub type FetchOutcome = Result<Option<Arc<Secret>>, String>;
+
+/// Fetches every distinct referenced path once, concurrently, then renders.
+pub async fn render_view<F, Fut>(source: &[u8], mode: MissingReference, fetch: F) -> Rendered
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = FetchOutcome>,
+{
+    let fetched = fetch_all(source, fetch).await;
+    config_csv::render(source, mode, &mut |path, key| {
+        resolution(&fetched, path, key)
+    })
+}
+
+/// One line per reference for `gbo-fs check`: where it is and whether it resolves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferenceCheck {
+    pub line: usize,
+    pub name: String,
+    pub reference: String,
+    /// `None` when the reference resolves; otherwise why not.
+    pub problem: Option<String>,
+}
+
+/// Checks every reference without producing any value.
+pub async fn check_view<F, Fut>(source: &[u8], fetch: F) -> Vec<ReferenceCheck>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = FetchOutcome>,
+{
+    let fetched = fetch_all(source, fetch).await;
+    let rendered = config_csv::render(source, MissingReference::Keep, &mut |path, key| {
+        resolution(&fetched, path, key)
+    });
+    let problems: HashMap<(usize, &str), &Unresolved> = rendered
+        .unresolved
+        .iter()
+        .map(|u| ((u.line, u.reference.as_str()), u))
+        .collect();
+    find_references(source)
+        .into_iter()
+        .map(|found| match found {
+            Ok(reference) => ReferenceCheck {
+                line: reference.line,
+                problem: problems
+                    .get(&(reference.line, reference.text.as_str()))
+                    .map(|u| u.reason.clone()),
+                name: reference.name,
+                reference: reference.text,
+            },
+            Err(malformed) => ReferenceCheck {
+                line: malformed.line,
+                name: String::new(),
+                problem: Some(config_csv::MALFORMED.to_string()),
+                reference: malformed.text,
+            },
+        })
+        .collect()
+}
+
+async fn fetch_all<F, Fut>(source: &[u8], fetch: F) -> HashMap<String, FetchOutcome>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = FetchOutcome>,
+{
+    let paths = referenced_paths(source);
+    let outcomes = futures::future::join_all(paths.iter().map(|p| fetch(p.clone()))).await;
+    paths.into_iter().zip(outcomes).collect()
+}
+
+fn resolution(fetched: &HashMap<String, FetchOutcome>, path: &str, key: &str) -> Resolution {
+    match fetched.get(path) {
+        Some(Ok(Some(secret))) => match secret.values.get(key) {
+            Some(value) => Resolution::Value(Zeroizing::new(value.to_vec())),
+            None => Resolution::Missing("no such key".into()),
+        },
+        Some(Ok(None)) => Resolution::Missing("no such secret path".into()),
+        Some(Err(reason)) => Resolution::Missing(reason.clone()),
+        None => Resolution::Missing("not fetched".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn secret(pairs: &[(&str, &str)]) -> Arc<Secret> {
+        let object = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        Arc::new(Secret::from_json_object(&object))
+    }
+
+    #[tokio::test]
+    async fn each_distinct_path_is_fetched_once_for_many_references() {
+        let source = b"name,value\na,vault:gbo/llm/openai_key\nb,vault:gbo/llm/anthropic_key\nc,vault:gbo/tables/host\nd,vault:gbo/llm/openai_key\n";
+        let calls = AtomicUsize::new(0);
+        let rendered = render_view(source, MissingReference::Error, |path| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                Ok(Some(match path.as_str() {
+                    "gbo/llm" => secret(&[("openai_key", "O"), ("anthropic_key", "A")]),
+                    _ => secret(&[("host", "H")]),
+                }))
+            }
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(&rendered.bytes[..], b"name,value\na,O\nb,A\nc,H\nd,O\n");
+    }
+
+    #[tokio::test]
+    async fn check_reports_ok_and_reasons_without_values() {
+        let source = b"a,vault:gbo/llm/openai_key\nb,vault:gbo/llm/missing\nc,vault:gbo/gone/k\nd,vault:bad\ne,vault:gbo/denied/k\n";
+        let checks = check_view(source, |path| async move {
+            match path.as_str() {
+                "gbo/llm" => Ok(Some(secret(&[("openai_key", "sk-value")]))),
+                "gbo/denied" => Err("permission denied by Vault".to_string()),
+                _ => Ok(None),
+            }
+        })
+        .await;
+        let problems: Vec<Option<&str>> = checks.iter().map(|c| c.problem.as_deref()).collect();
+        assert_eq!(
+            problems,
+            vec![
+                None,
+                Some("no such key"),
+                Some("no such secret path"),
+                Some(config_csv::MALFORMED),
+                Some("permission denied by Vault")
+            ]
+        );
+        assert!(!format!("{checks:?}").contains("sk-value"));
+    }
+
+    #[test]
+    fn only_packages_with_bot_config_files_are_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let bots = dir.path();
+        std::fs::create_dir_all(bots.join("sales.gbai/sales.gbot")).unwrap();
+        std::fs::write(
+            bots.join("sales.gbai/sales.gbot/config.csv"),
+            "name,value\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(bots.join("campaign-manager.gbai/marketing.gbot")).unwrap();
+        std::fs::write(
+            bots.join("campaign-manager.gbai/marketing.gbot/config.csv"),
+            "",
+        )
+        .unwrap();
+        std::fs::create_dir_all(bots.join("empty.gbai/x.gbot")).unwrap();
+        std::fs::create_dir_all(bots.join("notapackage")).unwrap();
+        let sources = ConfigSources {
+            config_csv: None,
+            bots_dir: Some(bots.to_path_buf()),
+        };
+        let names: Vec<String> = sources.packages().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["campaign-manager.gbai", "sales.gbai"]);
+        let package = sources.package("campaign-manager.gbai").unwrap();
+        assert_eq!(bots_in(&package)[0].0, "marketing.gbot");
+        assert!(sources.package("empty.gbai").is_none());
+        assert!(bot(&package, "other.gbot").is_none());
+    }
+}

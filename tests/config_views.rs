@@ -1,0 +1,272 @@
+//! config.csv views through a real mount and the `render` / `check` commands.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{errno_of, fuse_available, gbo_fs, run_bounded, wait_until, Mount};
+use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
+
+const SECRETS: [&str; 3] = ["sk-view-openai", "pg-view-password", "rotated-view-key"];
+
+fn server() -> TestVaultServer {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", SECRETS[0])]);
+    server.put_str(
+        "secret",
+        "gbo/tables",
+        &[("password", SECRETS[1]), ("port", "5432")],
+    );
+    server
+}
+
+/// A bots directory holding the real template of `campaign-manager` plus references.
+fn bots_dir(root: &Path) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/bottemplates/campaign-manager.gbai/marketing.gbot/config.csv");
+    let mut text = std::fs::read(fixture).expect("shared fixture");
+    text.extend_from_slice(
+        b"llm-api-key, vault:gbo/llm/openai_key \r\nDatabase Password,vault:gbo/tables/password\n",
+    );
+    let bots = root.join("bots");
+    let bot = bots.join("campaign-manager.gbai/marketing.gbot");
+    std::fs::create_dir_all(&bot).unwrap();
+    std::fs::write(bot.join("config.csv"), text).unwrap();
+    bots
+}
+
+fn expected_view(source: &[u8], replacements: &[(&str, &str)]) -> Vec<u8> {
+    let mut text = String::from_utf8(source.to_vec()).unwrap();
+    for (reference, value) in replacements {
+        text = text.replace(reference, value);
+    }
+    text.into_bytes()
+}
+
+/// Every file under `dir` (recursively) that contains one of `needles`.
+fn files_containing(dir: &Path, needles: &[&str]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needles));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            let text = String::from_utf8_lossy(&bytes);
+            if needles.iter().any(|n| text.contains(n)) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn views_through_the_mount_follow_edits_and_rotations_and_leave_no_plaintext() {
+    if !fuse_available() {
+        return;
+    }
+    let server = server();
+    let workspace = tempfile::tempdir().unwrap();
+    let bots = bots_dir(workspace.path());
+    let source = bots.join("campaign-manager.gbai/marketing.gbot/config.csv");
+    let mut mount = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["--bots", bots.to_str().unwrap(), "--cache-ttl", "1", "-vv"],
+    );
+    let view = mount.path("campaign-manager.gbai/marketing.gbot/config.csv");
+    let source_bytes = std::fs::read(&source).unwrap();
+    let expected = expected_view(
+        &source_bytes,
+        &[
+            ("vault:gbo/llm/openai_key", SECRETS[0]),
+            ("vault:gbo/tables/password", SECRETS[1]),
+        ],
+    );
+
+    let by_cat = Command::new("cat").arg(&view).output().unwrap();
+    assert!(by_cat.status.success());
+    assert_eq!(by_cat.stdout, expected);
+    let by_dd = Command::new("dd")
+        .arg(format!("if={}", view.display()))
+        .args(["bs=7", "status=none"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        by_dd.stdout, expected,
+        "small chunked reads give the same bytes"
+    );
+    assert_eq!(
+        std::fs::metadata(&view).unwrap().len(),
+        expected.len() as u64
+    );
+
+    // A source edit shows within a second or two.
+    let mut edited = source_bytes.clone();
+    edited.extend_from_slice(b"new-setting,vault:gbo/tables/port\n");
+    std::fs::write(&source, &edited).unwrap();
+    let with_edit = expected_view(
+        &edited,
+        &[
+            ("vault:gbo/llm/openai_key", SECRETS[0]),
+            ("vault:gbo/tables/password", SECRETS[1]),
+            ("vault:gbo/tables/port", "5432"),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read(&view).ok()
+            == Some(with_edit.clone())),
+        "edit not reflected"
+    );
+
+    // A rotation shows within the cache TTL.
+    server.put_str("secret", "gbo/llm", &[("openai_key", SECRETS[2])]);
+    let rotated = expected_view(
+        &edited,
+        &[
+            ("vault:gbo/llm/openai_key", SECRETS[2]),
+            ("vault:gbo/tables/password", SECRETS[1]),
+            ("vault:gbo/tables/port", "5432"),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            std::fs::read(&view).ok() == Some(rotated.clone())
+                && std::fs::metadata(&view).map(|m| m.len()).ok() == Some(rotated.len() as u64)
+        }),
+        "rotation not reflected"
+    );
+
+    mount.stop_with(nix::sys::signal::Signal::SIGTERM);
+    let log = mount.log_text();
+    for secret in SECRETS {
+        assert!(!log.contains(secret), "log leaks {secret}");
+    }
+    let leaks = files_containing(workspace.path(), &SECRETS);
+    assert!(leaks.is_empty(), "plaintext written to disk: {leaks:?}");
+    let leaks = files_containing(mount.dir.path(), &SECRETS);
+    assert!(leaks.is_empty(), "plaintext written to disk: {leaks:?}");
+}
+
+#[test]
+fn an_unresolvable_reference_fails_closed_with_eio_and_a_log_line_naming_it() {
+    if !fuse_available() {
+        return;
+    }
+    let server = server();
+    let workspace = tempfile::tempdir().unwrap();
+    let source = workspace.path().join("config.csv");
+    std::fs::write(
+        &source,
+        "name,value\nok,vault:gbo/llm/openai_key\nbroken,vault:gbo/llm/missing_key\n",
+    )
+    .unwrap();
+    let mount = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["--config-csv", source.to_str().unwrap()],
+    );
+    let error = std::fs::read(mount.path("config.csv")).unwrap_err();
+    assert_eq!(errno_of(&error), libc::EIO);
+    let log = mount.log_text();
+    assert!(
+        log.contains("config.csv")
+            && log.contains("line=3")
+            && log.contains("vault:gbo/llm/missing_key"),
+        "{log}"
+    );
+    assert!(!log.contains(SECRETS[0]));
+
+    let empty = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &[
+            "--config-csv",
+            source.to_str().unwrap(),
+            "--missing-reference",
+            "empty",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(empty.path("config.csv")).unwrap(),
+        format!("name,value\nok,{}\nbroken,\n", SECRETS[0]).as_bytes()
+    );
+}
+
+#[test]
+fn render_prints_the_view_or_exits_2_naming_each_unresolvable_reference() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, "name,value\nk, vault:gbo/llm/openai_key\n").unwrap();
+    let mut render = gbo_fs(&server.addr(), &server.token(), dir.path());
+    render.arg("render").arg(&good);
+    let output = run_bounded(render, Duration::from_secs(30));
+    assert!(output.status.success());
+    assert_eq!(
+        output.stdout,
+        format!("name,value\nk, {}\n", SECRETS[0]).as_bytes()
+    );
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "name,value\na,vault:gbo/llm/openai_key\nb,vault:gbo/nope/k\nc,vault:gbo/llm/x\n",
+    )
+    .unwrap();
+    let mut render = gbo_fs(&server.addr(), &server.token(), dir.path());
+    render.arg("render").arg(&bad);
+    let output = run_bounded(render, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty(), "fails closed: nothing printed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].contains("line 3") && lines[0].contains("vault:gbo/nope/k"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("line 4") && lines[1].contains("vault:gbo/llm/x"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRETS[0]));
+}
+
+#[test]
+fn check_lists_every_reference_with_ok_or_a_reason_and_never_a_value() {
+    let server = server();
+    let workspace = tempfile::tempdir().unwrap();
+    let bots = bots_dir(workspace.path());
+    let broken = bots.join("broken.gbai/broken.gbot");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("config.csv"),
+        "name,value\nk,vault:gbo/llm/nope\n",
+    )
+    .unwrap();
+    let mut check = gbo_fs(&server.addr(), &server.token(), workspace.path());
+    check.arg("check").arg("--bots").arg(&bots);
+    let output = run_bounded(check, Duration::from_secs(30));
+    assert!(!output.status.success(), "one reference fails");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("vault:gbo/llm/openai_key ok"), "{stdout}");
+    assert!(stdout.contains("vault:gbo/tables/password ok"), "{stdout}");
+    assert!(
+        stdout.contains("broken.gbot/config.csv:2: k vault:gbo/llm/nope no such key"),
+        "{stdout}"
+    );
+    for secret in SECRETS {
+        assert!(!stdout.contains(secret));
+    }
+
+    std::fs::remove_dir_all(bots.join("broken.gbai")).unwrap();
+    let mut check = gbo_fs(&server.addr(), &server.token(), workspace.path());
+    check.arg("check").arg("--bots").arg(&bots);
+    assert!(run_bounded(check, Duration::from_secs(30)).status.success());
+}
