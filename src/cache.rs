@@ -70,10 +70,22 @@ pub struct Cached<V> {
 
 type Answer<V> = Result<Option<V>, StoreError>;
 type InFlight<V> = Shared<BoxFuture<'static, Answer<V>>>;
+/// Called with a key whose value changed (rotated, deleted or revoked).
+pub type ChangeListener = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// First retry delay after a failed refresh; doubles per failure up to [`MAX_BACKOFF`].
+pub const BASE_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest delay between refresh attempts during an outage.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 struct Entry<V> {
     value: Option<V>,
     fetched_at: Instant,
+    /// Read since it was fetched: worth refreshing in the background.
+    accessed: bool,
+    /// Consecutive failed refreshes, and when the next may be tried.
+    failures: u32,
+    retry_after: Option<Instant>,
 }
 
 struct Inner<V> {
@@ -81,6 +93,7 @@ struct Inner<V> {
     entries: Mutex<LruCache<String, Entry<V>>>,
     in_flight: Mutex<HashMap<String, InFlight<V>>>,
     stats: CacheStats,
+    listener: std::sync::OnceLock<ChangeListener>,
 }
 
 /// A TTL + LRU cache of fetched answers. Cloning shares the cache.
@@ -96,7 +109,7 @@ impl<V> Clone for FetchCache<V> {
     }
 }
 
-impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
+impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
     pub fn new(policy: CachePolicy) -> FetchCache<V> {
         let capacity = NonZeroUsize::new(policy.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         FetchCache {
@@ -105,6 +118,7 @@ impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
                 entries: Mutex::new(LruCache::new(capacity)),
                 in_flight: Mutex::new(HashMap::new()),
                 stats: CacheStats::default(),
+                listener: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -113,12 +127,19 @@ impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
         &self.inner.policy
     }
 
+    /// Registers the one listener told about changed keys (set once).
+    pub fn on_change(&self, listener: ChangeListener) {
+        let _ = self.inner.listener.set(listener);
+    }
+
     /// Returns the cached answer for `key`, or runs `fetch` (shared with any
     /// concurrent caller for the same key) and caches what it returns.
     ///
     /// When the fetch fails with a transient error and an expired value younger
-    /// than `max_stale` is held, that value is returned with `stale: true`.
-    /// A permission error drops the held value: a revoked secret is never served.
+    /// than `max_stale` is held, that value is returned with `stale: true`; while
+    /// the key is backing off after failures, the stale value is returned at once
+    /// without asking Vault. A permission error drops the held value: a revoked
+    /// secret is never served.
     pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<Cached<V>, StoreError>
     where
         F: FnOnce() -> Fut,
@@ -127,17 +148,30 @@ impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
         let inner = &self.inner;
         let stale_candidate = {
             let mut entries = inner.entries.lock().unwrap();
-            match entries.get(key) {
+            match entries.get_mut(key) {
                 Some(entry) if self.is_fresh(entry) => {
+                    entry.accessed = true;
                     inner.stats.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(Cached {
                         value: entry.value.clone(),
                         stale: false,
                     });
                 }
-                Some(entry) => entry.value.clone().filter(|_| {
-                    entry.fetched_at.elapsed() < inner.policy.ttl + inner.policy.max_stale
-                }),
+                Some(entry) => {
+                    entry.accessed = true;
+                    let stale = entry.value.clone().filter(|_| {
+                        entry.fetched_at.elapsed() < inner.policy.ttl + inner.policy.max_stale
+                    });
+                    let backing_off = entry.retry_after.is_some_and(|t| Instant::now() < t);
+                    if let (Some(value), true) = (&stale, backing_off) {
+                        inner.stats.stale_serves.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Cached {
+                            value: Some(value.clone()),
+                            stale: true,
+                        });
+                    }
+                    stale
+                }
                 None => None,
             }
         };
@@ -159,6 +193,34 @@ impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
         }
     }
 
+    /// Keys whose value has expired, was read since it was fetched, and is not
+    /// backing off: the background refresher fetches these before readers wait.
+    pub fn due_for_refresh(&self) -> Vec<String> {
+        let now = Instant::now();
+        let entries = self.inner.entries.lock().unwrap();
+        let in_flight = self.inner.in_flight.lock().unwrap();
+        entries
+            .iter()
+            .filter(|(key, entry)| {
+                entry.accessed
+                    && entry.value.is_some()
+                    && entry.fetched_at.elapsed() >= self.inner.policy.ttl
+                    && entry.retry_after.is_none_or(|t| now >= t)
+                    && !in_flight.contains_key(key.as_str())
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Fetches `key` again now (sharing an in-flight fetch) and stores the answer.
+    pub async fn refresh<F, Fut>(&self, key: &str, fetch: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Answer<V>> + Send + 'static,
+    {
+        let _ = self.join_or_start_fetch(key, fetch).await;
+    }
+
     fn join_or_start_fetch<F, Fut>(&self, key: &str, fetch: F) -> InFlight<V>
     where
         F: FnOnce() -> Fut,
@@ -174,8 +236,13 @@ impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
         let task = tokio::spawn(async move {
             inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
             let answer = work.await;
-            inner.store_answer(&owned_key, &answer);
+            let changed = inner.store_answer(&owned_key, &answer);
             inner.in_flight.lock().unwrap().remove(&owned_key);
+            if changed {
+                if let Some(listener) = inner.listener.get() {
+                    listener(&owned_key);
+                }
+            }
             answer
         });
         let shared = async move {
@@ -220,26 +287,63 @@ impl<V: Clone + Send + Sync + 'static> FetchCache<V> {
     }
 }
 
-impl<V: Clone> Inner<V> {
-    fn store_answer(&self, key: &str, answer: &Answer<V>) {
+impl<V: Clone + PartialEq> Inner<V> {
+    /// Stores a fetch's answer; true when a previously held value changed.
+    fn store_answer(&self, key: &str, answer: &Answer<V>) -> bool {
         let mut entries = self.entries.lock().unwrap();
+        let previous = entries.peek(key).and_then(|e| e.value.clone());
         match answer {
-            Ok(value) if !self.policy.ttl.is_zero() => {
-                entries.put(
-                    key.to_string(),
-                    Entry {
-                        value: value.clone(),
-                        fetched_at: Instant::now(),
-                    },
-                );
+            Ok(value) => {
+                if self.policy.ttl.is_zero() {
+                    entries.pop(key);
+                } else {
+                    entries.put(
+                        key.to_string(),
+                        Entry {
+                            value: value.clone(),
+                            fetched_at: Instant::now(),
+                            accessed: false,
+                            failures: 0,
+                            retry_after: None,
+                        },
+                    );
+                }
+                previous.is_some() && previous != *value
             }
-            Ok(_) => {}
             Err(error) if !error.is_transient() => {
                 entries.pop(key);
+                previous.is_some()
             }
-            Err(_) => {}
+            Err(_) => {
+                if let Some(entry) = entries.peek_mut(key) {
+                    entry.failures = entry.failures.saturating_add(1);
+                    entry.retry_after = Some(Instant::now() + backoff_delay(entry.failures));
+                }
+                false
+            }
         }
     }
+}
+
+/// Exponential backoff with jitter: about `BASE_BACKOFF * 2^(failures-1)`, capped
+/// at `MAX_BACKOFF`, scaled by a random factor in [0.5, 1.5).
+pub fn backoff_delay(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let nominal = BASE_BACKOFF.saturating_mul(1 << exponent).min(MAX_BACKOFF);
+    nominal.mul_f64(0.5 + jitter_fraction())
+}
+
+/// A cheap pseudo-random fraction in [0, 1) for jitter (not for cryptography).
+fn jitter_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -402,5 +506,106 @@ mod tests {
         assert_eq!(denied.unwrap_err(), StoreError::PermissionDenied);
         let after = fetch_counted(&cache, "k", &calls, Err(StoreError::Server(500))).await;
         assert!(after.is_err(), "no stale value may survive a 403");
+    }
+
+    #[tokio::test]
+    async fn during_an_outage_the_stale_value_is_served_at_once_while_backing_off() {
+        let cache = FetchCache::new(policy(10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "k", &calls, Ok(Some(5)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fetch_counted(&cache, "k", &calls, Err(StoreError::Sealed))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        for _ in 0..10 {
+            let got = fetch_counted(&cache, "k", &calls, Err(StoreError::Sealed))
+                .await
+                .unwrap();
+            assert!(got.stale);
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "no request storm while backing off"
+        );
+        assert!(
+            cache.due_for_refresh().is_empty(),
+            "not due while backing off"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter_and_is_capped() {
+        for failures in 1..30 {
+            let delay = backoff_delay(failures);
+            let nominal = BASE_BACKOFF
+                .saturating_mul(1 << (failures - 1).min(16))
+                .min(MAX_BACKOFF);
+            assert!(
+                delay >= nominal.mul_f64(0.5) && delay < nominal.mul_f64(1.5),
+                "{failures}: {delay:?}"
+            );
+        }
+        assert!(backoff_delay(40) <= MAX_BACKOFF.mul_f64(1.5));
+    }
+
+    #[tokio::test]
+    async fn a_changed_or_revoked_value_notifies_the_listener_and_an_equal_one_does_not() {
+        let cache = FetchCache::new(policy(10));
+        let changed = Arc::new(Mutex::new(Vec::new()));
+        let sink = changed.clone();
+        cache.on_change(Arc::new(move |key: &str| {
+            sink.lock().unwrap().push(key.to_string())
+        }));
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "k", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fetch_counted(&cache, "k", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        assert!(changed.lock().unwrap().is_empty());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fetch_counted(&cache, "k", &calls, Ok(Some(2)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = fetch_counted(&cache, "k", &calls, Err(StoreError::PermissionDenied)).await;
+        assert_eq!(
+            *changed.lock().unwrap(),
+            vec!["k".to_string(), "k".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_expired_keys_that_were_read_are_due_for_background_refresh() {
+        let cache = FetchCache::new(policy(10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "read", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        fetch_counted(&cache, "idle", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        fetch_counted(&cache, "read", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        assert!(cache.due_for_refresh().is_empty(), "nothing expired yet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(cache.due_for_refresh(), vec!["read".to_string()]);
+        cache.refresh("read", || async { Ok(Some(3)) }).await;
+        assert!(cache.due_for_refresh().is_empty());
+        let got = fetch_counted(&cache, "read", &calls, Ok(Some(9)))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.value,
+            Some(3),
+            "the refreshed value is served from the cache"
+        );
     }
 }

@@ -25,6 +25,11 @@ use crate::views::{self, ConfigSources, FetchOutcome, ReferenceCheck, VIEW_NAME}
 /// Inode number of the mount root.
 pub const ROOT_INO: u64 = 1;
 
+/// Hidden control directory in the root (not listed by `ls`).
+pub const CONTROL_DIR: &str = ".gbo-fs";
+/// Read-only daemon status inside the control directory.
+pub const STATUS_FILE: &str = "status.json";
+
 /// Longest file name a key may have (Linux NAME_MAX).
 pub const MAX_NAME_BYTES: usize = 255;
 
@@ -83,6 +88,8 @@ pub struct Attr {
     pub uid: u32,
     pub gid: u32,
     pub mtime: SystemTime,
+    /// Changes on every read (the status file): the kernel must not cache it.
+    pub volatile: bool,
 }
 
 /// One directory entry.
@@ -107,6 +114,8 @@ pub struct FsConfig {
     pub cache: CachePolicy,
     /// No file operation waits longer than this for Vault.
     pub operation_timeout: Duration,
+    /// Vault requests in flight at most.
+    pub vault_concurrency: usize,
     /// config.csv sources shown beside the namespace.
     pub views: ConfigSources,
     /// What a view shows for a reference that cannot be resolved.
@@ -123,6 +132,7 @@ impl FsConfig {
             dir_mode: 0o500,
             cache: CachePolicy::default(),
             operation_timeout: Duration::from_secs(5),
+            vault_concurrency: 16,
             views: ConfigSources::default(),
             missing_reference: MissingReference::Error,
         }
@@ -154,6 +164,10 @@ enum NodeKind {
     View {
         source: PathBuf,
     },
+    /// The hidden control directory.
+    Control,
+    /// The daemon's status as JSON.
+    Status,
 }
 
 #[derive(Default)]
@@ -215,6 +229,15 @@ impl WarnOnce {
     }
 }
 
+/// Bytes `[offset, offset + size)` of `content`, clipped to its end.
+fn slice(content: &[u8], offset: u64, size: u32) -> SecretBytes {
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(content.len());
+    let end = start.saturating_add(size as usize).min(content.len());
+    Zeroizing::new(content[start..end].to_vec())
+}
+
 /// Whether `name` can be shown as a file name.
 pub fn is_valid_file_name(name: &str) -> bool {
     !name.is_empty()
@@ -226,12 +249,71 @@ pub fn is_valid_file_name(name: &str) -> bool {
 }
 
 /// The filesystem core over one secret store.
+/// Tells the kernel to forget what it cached for an inode (fuser's `Notifier`).
+pub type Invalidator = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Remembers when each secret path last changed, and who to tell.
+#[derive(Default)]
+struct ChangeTracker {
+    changed_at: Mutex<HashMap<String, SystemTime>>,
+    latest: Mutex<Option<SystemTime>>,
+    invalidator: std::sync::OnceLock<Invalidator>,
+}
+
+impl ChangeTracker {
+    /// Records a change of `path` and invalidates the inodes that show it:
+    /// its key files and every config.csv view.
+    fn secret_changed(&self, path: &str, inodes: &Mutex<InodeTable>) {
+        let now = SystemTime::now();
+        self.changed_at
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), now);
+        *self.latest.lock().unwrap() = Some(now);
+        let affected: Vec<u64> = inodes
+            .lock()
+            .unwrap()
+            .nodes
+            .iter()
+            .filter(|(_, kind)| match &***kind {
+                NodeKind::SecretFile { path: p, .. } => p == path,
+                NodeKind::View { .. } => true,
+                _ => false,
+            })
+            .map(|(ino, _)| *ino)
+            .collect();
+        tracing::info!(
+            path,
+            inodes = affected.len(),
+            "secret changed; invalidating kernel caches"
+        );
+        if let Some(invalidate) = self.invalidator.get() {
+            for ino in affected {
+                invalidate(ino);
+            }
+        }
+    }
+
+    fn changed_at(&self, path: &str) -> Option<SystemTime> {
+        self.changed_at.lock().unwrap().get(path).copied()
+    }
+}
+
 pub struct SecretFs {
     store: Arc<dyn SecretStore>,
     config: FsConfig,
     secrets: FetchCache<Arc<Secret>>,
     folders: FetchCache<Arc<Vec<ListEntry>>>,
-    inodes: Mutex<InodeTable>,
+    inodes: Arc<Mutex<InodeTable>>,
+    changes: Arc<ChangeTracker>,
+    vault_permits: Arc<tokio::sync::Semaphore>,
+    /// Per-inode content served to reads that come without an open handle
+    /// (zero-message opens): taken at the read of offset 0, reused after it.
+    read_snapshots: Mutex<HashMap<u64, Arc<SecretBytes>>>,
+    /// Reads that reached the daemon (page-cache hits never do).
+    reads_served: AtomicU64,
+    /// Vault requests that failed.
+    vault_errors: AtomicU64,
     handles: Mutex<HashMap<u64, Arc<SecretBytes>>>,
     next_handle: AtomicU64,
     warnings: WarnOnce,
@@ -241,18 +323,78 @@ pub struct SecretFs {
 
 impl SecretFs {
     pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> SecretFs {
+        let secrets = FetchCache::new(config.cache.clone());
+        let inodes = Arc::new(Mutex::new(InodeTable::new()));
+        let changes = Arc::new(ChangeTracker::default());
+        {
+            let inodes = inodes.clone();
+            let changes = changes.clone();
+            secrets.on_change(Arc::new(move |path: &str| {
+                changes.secret_changed(path, &inodes)
+            }));
+        }
         SecretFs {
             store,
-            secrets: FetchCache::new(config.cache.clone()),
+            secrets,
             folders: FetchCache::new(config.cache.clone()),
+            vault_permits: Arc::new(tokio::sync::Semaphore::new(config.vault_concurrency.max(1))),
             config,
-            inodes: Mutex::new(InodeTable::new()),
+            inodes,
+            changes,
+            read_snapshots: Mutex::new(HashMap::new()),
+            reads_served: AtomicU64::new(0),
+            vault_errors: AtomicU64::new(0),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             warnings: WarnOnce::default(),
             key_warnings: WarnOnce::default(),
             started: SystemTime::now(),
         }
+    }
+
+    /// Sets where kernel-cache invalidations go (the daemon's fuser `Notifier`).
+    pub fn set_invalidator(&self, invalidator: Invalidator) {
+        let _ = self.changes.invalidator.set(invalidator);
+    }
+
+    /// Reads for an inode without an open handle (the kernel accepted zero-message
+    /// opens). A read at offset 0 takes a fresh snapshot; later offsets reuse it,
+    /// so a reader walking the file in small chunks sees one consistent content.
+    pub async fn read_at(&self, ino: u64, offset: u64, size: u32) -> Result<SecretBytes, FsError> {
+        self.reads_served.fetch_add(1, Ordering::Relaxed);
+        let cached = if offset == 0 {
+            None
+        } else {
+            self.read_snapshots.lock().unwrap().get(&ino).cloned()
+        };
+        let content = match cached {
+            Some(content) => content,
+            None => {
+                let node = self.node(ino)?;
+                let content = Arc::new(self.bounded(self.content_of(&node)).await?);
+                self.read_snapshots
+                    .lock()
+                    .unwrap()
+                    .insert(ino, content.clone());
+                content
+            }
+        };
+        Ok(slice(&content, offset, size))
+    }
+
+    /// Fetches, in the background, every secret that expired after being read,
+    /// so readers rarely wait for Vault and rotations reach the kernel's caches.
+    pub async fn refresh_expired(self: &Arc<Self>) -> usize {
+        let due = self.secrets.due_for_refresh();
+        let count = due.len();
+        for path in due {
+            let fs = self.clone();
+            tokio::spawn(async move {
+                let fetch = fs.secret_fetch(&path);
+                fs.secrets.refresh(&path, fetch).await;
+            });
+        }
+        count
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -272,6 +414,43 @@ impl SecretFs {
     pub fn clear_cache(&self) {
         self.secrets.clear();
         self.folders.clear();
+    }
+
+    /// The daemon's counters as JSON (served as `.gbo-fs/status.json`). No secret
+    /// value, token or key name is included.
+    pub fn status_json(&self) -> String {
+        let cache = self.secrets.counts();
+        let lookups = cache.hits + cache.misses;
+        let status = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "uptime_secs": self.started.elapsed().map(|d| d.as_secs()).unwrap_or(0),
+            "vault": self.store.describe(),
+            "cache": {
+                "entries": cache.entries,
+                "capacity": self.config.cache.capacity,
+                "ttl_secs": self.config.cache.ttl.as_secs(),
+                "hits": cache.hits,
+                "misses": cache.misses,
+                "hit_ratio": if lookups == 0 { 0.0 } else { cache.hits as f64 / lookups as f64 },
+                "stale_serves": cache.stale_serves,
+            },
+            "vault_requests": cache.fetches + self.folders.counts().fetches,
+            "vault_errors": self.vault_errors.load(Ordering::Relaxed),
+            "reads_served": self.reads_served.load(Ordering::Relaxed),
+        });
+        format!("{status:#}\n")
+    }
+
+    /// Tells the kernel to forget everything it cached for every known inode.
+    pub fn invalidate_all(&self) {
+        let inodes: Vec<u64> = self.inodes.lock().unwrap().nodes.keys().copied().collect();
+        self.read_snapshots.lock().unwrap().clear();
+        if let Some(invalidate) = self.changes.invalidator.get() {
+            for ino in inodes {
+                invalidate(ino);
+            }
+        }
     }
 
     /// Finds `name` in the directory `parent`.
@@ -321,9 +500,7 @@ impl SecretFs {
             .get(&handle)
             .cloned()
             .ok_or(FsError::BadHandle)?;
-        let start = (offset as usize).min(content.len());
-        let end = start.saturating_add(size as usize).min(content.len());
-        Ok(Zeroizing::new(content[start..end].to_vec()))
+        Ok(slice(&content, offset, size))
     }
 
     /// Closes a handle; its snapshot is zeroized once no read uses it.
@@ -404,6 +581,9 @@ impl SecretFs {
                 path: self.config.prefix.clone(),
                 is_secret: false,
             },
+            NodeKind::Root if name == CONTROL_DIR => NodeKind::Control,
+            NodeKind::Control if name == STATUS_FILE => NodeKind::Status,
+            NodeKind::Control => return Err(FsError::NotFound),
             NodeKind::Root if name == VIEW_NAME => NodeKind::View {
                 source: views.root_view().ok_or(FsError::NotFound)?.to_path_buf(),
             },
@@ -422,7 +602,7 @@ impl SecretFs {
                 }
             }
             NodeKind::Bot { .. } => return Err(FsError::NotFound),
-            NodeKind::SecretFile { .. } | NodeKind::View { .. } => {
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
                 return Err(FsError::NotADirectory)
             }
         };
@@ -503,6 +683,9 @@ impl SecretFs {
                     .collect();
                 Ok(self.entries_of(ino, children))
             }
+            NodeKind::Control => {
+                Ok(self.entries_of(ino, vec![(STATUS_FILE.to_string(), NodeKind::Status)]))
+            }
             NodeKind::Bot { dir } => {
                 let source = dir.join(VIEW_NAME);
                 let children = if source.is_file() {
@@ -558,7 +741,9 @@ impl SecretFs {
                 }
                 Ok(entries)
             }
-            NodeKind::SecretFile { .. } | NodeKind::View { .. } => Err(FsError::NotADirectory),
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
+                Err(FsError::NotADirectory)
+            }
         }
     }
 
@@ -568,7 +753,9 @@ impl SecretFs {
             .into_iter()
             .map(|(name, kind)| {
                 let node_type = match kind {
-                    NodeKind::SecretFile { .. } | NodeKind::View { .. } => NodeType::File,
+                    NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
+                        NodeType::File
+                    }
                     _ => NodeType::Directory,
                 };
                 DirEntry {
@@ -585,12 +772,32 @@ impl SecretFs {
             NodeKind::Root
             | NodeKind::Folder { .. }
             | NodeKind::Package { .. }
-            | NodeKind::Bot { .. } => Ok(self.make_attr(ino, NodeType::Directory, 0)),
-            NodeKind::SecretFile { .. } | NodeKind::View { .. } => {
+            | NodeKind::Bot { .. }
+            | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
                 let size = self.content_of(node).await?.len() as u64;
-                Ok(self.make_attr(ino, NodeType::File, size))
+                let mut attr = self.make_attr(ino, NodeType::File, size);
+                attr.mtime = self.modified_at(node);
+                attr.volatile = matches!(node, NodeKind::Status);
+                Ok(attr)
             }
         }
+    }
+
+    /// When a file's content last changed, as far as gbo-fs saw: a new mtime makes
+    /// the kernel drop pages it cached for the file.
+    fn modified_at(&self, node: &NodeKind) -> SystemTime {
+        let changed = match node {
+            NodeKind::SecretFile { path, .. } => self.changes.changed_at(path),
+            NodeKind::View { source } => {
+                let source_time = std::fs::metadata(source).and_then(|m| m.modified()).ok();
+                let latest = *self.changes.latest.lock().unwrap();
+                source_time.max(latest)
+            }
+            NodeKind::Status => Some(SystemTime::now()),
+            _ => None,
+        };
+        changed.unwrap_or(self.started).max(self.started)
     }
 
     fn make_attr(&self, ino: u64, kind: NodeType, size: u64) -> Attr {
@@ -606,6 +813,7 @@ impl SecretFs {
             uid: self.config.uid,
             gid: self.config.gid,
             mtime: self.started,
+            volatile: false,
         }
     }
 
@@ -618,10 +826,12 @@ impl SecretFs {
                 Ok(Zeroizing::new(value.to_vec()))
             }
             NodeKind::View { source } => self.render_view_content(source).await,
+            NodeKind::Status => Ok(Zeroizing::new(self.status_json().into_bytes())),
             NodeKind::Root
             | NodeKind::Folder { .. }
             | NodeKind::Package { .. }
-            | NodeKind::Bot { .. } => Err(FsError::IsADirectory),
+            | NodeKind::Bot { .. }
+            | NodeKind::Control => Err(FsError::IsADirectory),
         }
     }
 
@@ -702,13 +912,9 @@ impl SecretFs {
 
     /// The secret at a logical path, through the cache. `None` when Vault has none.
     pub async fn secret(&self, path: &str) -> Result<Option<Arc<Secret>>, FsError> {
-        let store = self.store.clone();
-        let owned = path.to_string();
         let answer = self
             .secrets
-            .get_or_fetch(path, move || async move {
-                store.read_secret(&owned).await.map(|s| s.map(Arc::new))
-            })
+            .get_or_fetch(path, self.secret_fetch(path))
             .await;
         let cached = self.note_outcome(path, "read", answer)?;
         if let Some(secret) = &cached {
@@ -718,12 +924,31 @@ impl SecretFs {
     }
 
     /// The folder listing at a logical path, through the cache. Empty when Vault has none.
+    /// The Vault read of one secret path, at most `vault_concurrency` at once.
+    fn secret_fetch(
+        &self,
+        path: &str,
+    ) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<Option<Arc<Secret>>, StoreError>>
+    {
+        let store = self.store.clone();
+        let permits = self.vault_permits.clone();
+        let owned = path.to_string();
+        move || {
+            Box::pin(async move {
+                let _permit = permits.acquire_owned().await;
+                store.read_secret(&owned).await.map(|s| s.map(Arc::new))
+            })
+        }
+    }
+
     async fn listing(&self, path: &str) -> Result<Arc<Vec<ListEntry>>, FsError> {
         let store = self.store.clone();
+        let permits = self.vault_permits.clone();
         let owned = path.to_string();
         let answer = self
             .folders
             .get_or_fetch(path, move || async move {
+                let _permit = permits.acquire_owned().await;
                 store.list_folder(&owned).await.map(|l| l.map(Arc::new))
             })
             .await;
@@ -753,6 +978,7 @@ impl SecretFs {
                 Ok(cached.value)
             }
             Err(source) => {
+                self.vault_errors.fetch_add(1, Ordering::Relaxed);
                 if self.warnings.first(path, &format!("{operation}:{source}")) {
                     tracing::warn!(path, operation, error = %source, "Vault request failed");
                 }

@@ -16,18 +16,28 @@ use tokio::runtime::Handle;
 
 use crate::fs::{Attr, FsError, NodeType, SecretFs, ROOT_INO};
 
-/// How long the kernel may keep a name or attributes before asking again.
+/// How long the kernel may keep a name or attributes before asking again. Each
+/// time it asks, a changed size or mtime makes it drop the file's cached pages
+/// (FUSE_AUTO_INVAL_DATA); a rotation seen by the cache also invalidates at once
+/// through the `Notifier`.
 const KERNEL_TTL: Duration = Duration::from_secs(1);
 
 /// The FUSE face of a [`SecretFs`].
 pub struct FuseAdapter {
     fs: Arc<SecretFs>,
     runtime: Handle,
+    /// The kernel accepted zero-message opens: `open` answers ENOSYS once and
+    /// the kernel then serves warm reads from its page cache without asking us.
+    no_open: std::sync::atomic::AtomicBool,
 }
 
 impl FuseAdapter {
     pub fn new(fs: Arc<SecretFs>, runtime: Handle) -> FuseAdapter {
-        FuseAdapter { fs, runtime }
+        FuseAdapter {
+            fs,
+            runtime,
+            no_open: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Runs one core operation in its own task so a slow Vault read never
@@ -39,6 +49,15 @@ impl FuseAdapter {
     {
         let fs = self.fs.clone();
         self.runtime.spawn(async move { operation(fs).await });
+    }
+}
+
+/// The kernel TTL for an inode's name and attributes.
+fn ttl_of(attr: &Attr) -> Duration {
+    if attr.volatile {
+        Duration::ZERO
+    } else {
+        KERNEL_TTL
     }
 }
 
@@ -78,11 +97,24 @@ fn file_type(kind: NodeType) -> FileType {
 }
 
 impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        let wanted =
+            fuser::InitFlags::FUSE_AUTO_INVAL_DATA | fuser::InitFlags::FUSE_NO_OPEN_SUPPORT;
+        let unsupported = config
+            .add_capabilities(wanted)
+            .err()
+            .unwrap_or(fuser::InitFlags::empty());
+        let no_open = !unsupported.contains(fuser::InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.no_open
+            .store(no_open, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(no_open, "kernel capabilities negotiated");
+        Ok(())
+    }
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.to_os_string();
         self.spawn(move |fs| async move {
             match fs.lookup(parent.0, &name).await {
-                Ok(attr) => reply.entry(&KERNEL_TTL, &file_attr(&attr), Generation(0)),
+                Ok(attr) => reply.entry(&ttl_of(&attr), &file_attr(&attr), Generation(0)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -91,7 +123,7 @@ impl Filesystem for FuseAdapter {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.spawn(move |fs| async move {
             match fs.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&KERNEL_TTL, &file_attr(&attr)),
+                Ok(attr) => reply.attr(&ttl_of(&attr), &file_attr(&attr)),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -99,10 +131,12 @@ impl Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        if !write && self.no_open.load(std::sync::atomic::Ordering::Relaxed) {
+            return reply.error(Errno::ENOSYS);
+        }
         self.spawn(move |fs| async move {
             match fs.open(ino.0, write).await {
-                // Direct I/O: every reader gets exactly the snapshot taken at open.
-                Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::FOPEN_DIRECT_IO),
+                Ok(handle) => reply.opened(FileHandle(handle), FopenFlags::FOPEN_KEEP_CACHE),
                 Err(e) => reply.error(errno(&e)),
             }
         });
@@ -112,7 +146,7 @@ impl Filesystem for FuseAdapter {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -120,10 +154,18 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
-            Ok(bytes) => reply.data(&bytes),
-            Err(e) => reply.error(errno(&e)),
+        if fh.0 != 0 {
+            return match self.fs.read(fh.0, offset, size) {
+                Ok(bytes) => reply.data(&bytes),
+                Err(e) => reply.error(errno(&e)),
+            };
         }
+        self.spawn(move |fs| async move {
+            match fs.read_at(ino.0, offset, size).await {
+                Ok(bytes) => reply.data(&bytes),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
     }
 
     fn release(
@@ -138,6 +180,18 @@ impl Filesystem for FuseAdapter {
     ) {
         self.fs.release(fh.0);
         reply.ok();
+    }
+
+    /// Unimplemented on purpose: the kernel then stops sending FLUSH on every close.
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

@@ -163,7 +163,19 @@ impl VaultHttpStore {
         api_path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, StoreError> {
-        self.with_timeout(self.raw_request_with_body(method, api_path, body, MAX_LIST_BYTES))
+        self.with_timeout(self.raw_request_with_body(method, api_path, body, MAX_LIST_BYTES, true))
+            .await
+    }
+
+    /// Like [`request_json`](Self::request_json) but without `X-Vault-Token`: for login
+    /// endpoints, which must not see a stale or expired token.
+    pub async fn request_json_without_token(
+        &self,
+        method: &str,
+        api_path: &str,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>, StoreError> {
+        self.with_timeout(self.raw_request_with_body(method, api_path, body, MAX_LIST_BYTES, false))
             .await
     }
 
@@ -236,7 +248,7 @@ impl VaultHttpStore {
         api_path: &str,
         max_bytes: usize,
     ) -> Result<Option<Value>, StoreError> {
-        self.raw_request_with_body(method, api_path, None, max_bytes)
+        self.raw_request_with_body(method, api_path, None, max_bytes, true)
             .await
     }
 
@@ -246,17 +258,20 @@ impl VaultHttpStore {
         api_path: &str,
         json_body: Option<&Value>,
         max_bytes: usize,
+        send_token: bool,
     ) -> Result<Option<Value>, StoreError> {
         let url = format!("{}/v1/{}", self.base_url, api_path);
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StoreError::Malformed(format!("bad method {method}")))?;
-        let token = self.token.read().unwrap().clone();
         let mut request = self
             .http
             .request(method, url)
-            .header("X-Vault-Token", token.as_str())
             .header("X-Vault-Request", "true")
             .timeout(self.connection.timeout);
+        if send_token {
+            let token = self.token.read().unwrap().clone();
+            request = request.header("X-Vault-Token", token.as_str());
+        }
         if let Some(json_body) = json_body {
             let encoded = Zeroizing::new(serde_json::to_vec(json_body).unwrap_or_default());
             request = request
@@ -313,14 +328,15 @@ impl VaultHttpStore {
                     }
                     cause = current.source();
                 }
-                StoreError::Malformed(source.to_string())
+                // Never the error's text: rustify's parse errors can carry the response body.
+                StoreError::Malformed("unexpected answer from Vault".into())
             }
             ClientError::JsonParseError { .. }
             | ClientError::ResponseEmptyError
             | ClientError::ResponseDataEmptyError => {
                 StoreError::Malformed("KV answer without the expected data".into())
             }
-            other => StoreError::Malformed(other.to_string()),
+            _ => StoreError::Malformed("unexpected answer from Vault".into()),
         }
     }
 

@@ -39,6 +39,13 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Two secrets are equal when they hold the same keys and values.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.values == other.values
+    }
+}
+
 impl Secret {
     /// Builds a secret from a JSON object (`.data` for KV v1, `.data.data` for KV v2).
     pub fn from_json_object(object: &serde_json::Map<String, serde_json::Value>) -> Secret {

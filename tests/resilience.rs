@@ -1,0 +1,209 @@
+//! Through a real mount: kernel caching with rotation, the status file, and
+//! serving cached secrets while the Vault-API test server fails in every way.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{errno_of, fuse_available, wait_until, Mount};
+use gbo_fs::testing::vault_server::{Fault, TestVaultConfig, TestVaultServer};
+
+fn seeded(port: u16) -> TestVaultServer {
+    let mut config = TestVaultConfig::kv2_secret_mount();
+    config.port = port;
+    let server = TestVaultServer::start(config).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-before")]);
+    server.put_str("secret", "gbo/tables", &[("password", "pg-secret")]);
+    server.put_str("secret", "gbo/cold", &[("k", "never-read")]);
+    server
+}
+
+fn status(mount: &Mount) -> serde_json::Value {
+    let text = std::fs::read_to_string(mount.path(".gbo-fs/status.json")).expect("status file");
+    serde_json::from_str(&text).expect("status is JSON")
+}
+
+#[test]
+fn warm_reads_never_reach_the_daemon_yet_a_rotation_reaches_a_long_lived_reader() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "1"]);
+    let key = mount.path("gbo/llm/openai_key");
+    assert_eq!(std::fs::read(&key).unwrap(), b"sk-before");
+    let before = status(&mount)["reads_served"].as_u64().unwrap();
+    for _ in 0..200 {
+        assert_eq!(std::fs::read(&key).unwrap(), b"sk-before");
+    }
+    let after = status(&mount)["reads_served"].as_u64().unwrap();
+    assert_eq!(
+        after - before,
+        1,
+        "only the status read itself reached the daemon"
+    );
+
+    // A long-lived reader re-reading through one descriptor sees the rotation.
+    use std::io::{Read, Seek};
+    let mut reader = std::fs::File::open(&key).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-after-rotation")]);
+    let rotated = wait_until(Duration::from_secs(10), || {
+        let mut content = Vec::new();
+        reader.rewind().unwrap();
+        reader.read_to_end(&mut content).unwrap();
+        content == b"sk-after-rotation"
+    });
+    assert!(rotated, "the rotation never reached the open reader");
+    assert_eq!(std::fs::read(&key).unwrap(), b"sk-after-rotation");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().len(),
+        "sk-after-rotation".len() as u64
+    );
+}
+
+#[test]
+fn the_status_file_is_hidden_from_ls_and_reports_counters_without_values() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    std::fs::read(mount.path("gbo/llm/openai_key")).unwrap();
+    let names: Vec<String> = std::fs::read_dir(&mount.mountpoint)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["gbo"], ".gbo-fs is not listed");
+    let status = status(&mount);
+    assert_eq!(status["cache"]["entries"], 1);
+    assert!(status["vault_requests"].as_u64().unwrap() >= 2);
+    assert!(status["uptime_secs"].is_u64());
+    let text = status.to_string();
+    assert!(!text.contains("sk-before") && !text.contains(&server.token()));
+}
+
+/// Reads `path` and returns the bytes or the errno, with how long it took.
+fn read_timed(path: &std::path::Path) -> (Result<Vec<u8>, i32>, Duration) {
+    let started = Instant::now();
+    let result = std::fs::read(path).map_err(|e| errno_of(&e));
+    (result, started.elapsed())
+}
+
+#[test]
+fn cached_secrets_keep_being_served_through_every_vault_fault() {
+    if !fuse_available() {
+        return;
+    }
+    let faults = [
+        Fault::Status(500),
+        Fault::Status(503),
+        Fault::MalformedJson,
+        Fault::Html,
+        Fault::Hang,
+        Fault::Delay(Duration::from_secs(30)),
+        Fault::Sealed,
+    ];
+    for fault in faults {
+        let server = seeded(0);
+        let mount = Mount::start(
+            &server.addr(),
+            &server.token(),
+            &["--cache-ttl", "1", "--vault-timeout", "1"],
+        );
+        assert_eq!(
+            std::fs::read(mount.path("gbo/tables/password")).unwrap(),
+            b"pg-secret"
+        );
+        server.set_fault(fault.clone());
+        // Let the cached entry expire so that serving it needs Vault.
+        std::thread::sleep(Duration::from_millis(1300));
+        for _ in 0..3 {
+            let (cached, took) = read_timed(&mount.path("gbo/tables/password"));
+            assert_eq!(
+                cached,
+                Ok(b"pg-secret".to_vec()),
+                "{fault:?}: cached secret not served"
+            );
+            assert!(took < Duration::from_secs(4), "{fault:?}: took {took:?}");
+        }
+        let (cold, took) = read_timed(&mount.path("gbo/cold/k"));
+        assert_eq!(cold, Err(libc::EIO), "{fault:?}: an uncached secret is EIO");
+        assert!(took < Duration::from_secs(4), "{fault:?}: took {took:?}");
+        let log = mount.log_text();
+        assert!(
+            log.contains("serving the last good value"),
+            "{fault:?}: {log}"
+        );
+        assert!(!log.contains("pg-secret"));
+        let stale = status(&mount)["cache"]["stale_serves"].as_u64().unwrap();
+        assert!(stale >= 1, "{fault:?}: stale serves are counted");
+    }
+}
+
+#[test]
+fn a_killed_vault_restarted_sealed_is_bridged_and_reads_recover_after_unseal() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    let port = server.port();
+    let mount = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["--cache-ttl", "1", "--vault-timeout", "1"],
+    );
+    assert_eq!(
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-before"
+    );
+    server.stop();
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(
+        read_timed(&mount.path("gbo/llm/openai_key")).0,
+        Ok(b"sk-before".to_vec())
+    );
+    assert_eq!(read_timed(&mount.path("gbo/cold/k")).0, Err(libc::EIO));
+
+    let restarted = seeded(port);
+    restarted.seal();
+    assert_eq!(
+        read_timed(&mount.path("gbo/llm/openai_key")).0,
+        Ok(b"sk-before".to_vec())
+    );
+    restarted.put_str("secret", "gbo/llm", &[("openai_key", "sk-after-restart")]);
+    restarted.unseal();
+    let recovered = wait_until(Duration::from_secs(90), || {
+        std::fs::read(mount.path("gbo/llm/openai_key")).ok() == Some(b"sk-after-restart".to_vec())
+    });
+    assert!(recovered, "reads did not recover after Vault came back");
+    assert_eq!(
+        std::fs::read(mount.path("gbo/cold/k")).unwrap(),
+        b"never-read"
+    );
+}
+
+#[test]
+fn a_revoked_secret_is_never_served_from_the_cache() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "1"]);
+    assert_eq!(
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-before"
+    );
+    server.deny("secret/data/gbo/llm");
+    let denied = wait_until(
+        Duration::from_secs(10),
+        || matches!(std::fs::read(mount.path("gbo/llm/openai_key")), Err(e) if errno_of(&e) == libc::EACCES),
+    );
+    assert!(denied, "a 403 must drop the cached value");
+    server.clear_denies();
+    server.delete_secret("secret", "gbo/llm");
+    let gone = wait_until(
+        Duration::from_secs(10),
+        || matches!(std::fs::read(mount.path("gbo/llm/openai_key")), Err(e) if errno_of(&e) == libc::ENOENT),
+    );
+    assert!(gone, "a 404 must drop the cached value");
+}
