@@ -249,7 +249,7 @@ if [[ $API_BODY == *'"sealed":true'* ]]; then
     case "$name" in VAULT_UNSEAL_KEY_*) ;; *) continue ;; esac
     api PUT sys/unseal "{\"key\":\"$key\"}"
     [ "$HTTP_STATUS" = 200 ] || die "unseal with $name failed: HTTP $HTTP_STATUS $API_BODY"
-    [[ $API_BODY == *'"sealed":false'* ]] && break
+    if [[ $API_BODY == *'"sealed":false'* ]]; then break; fi
   done < "$KEYS_FILE"
   unset key
   api GET sys/seal-status

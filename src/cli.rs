@@ -66,9 +66,49 @@ pub struct GlobalOptions {
     #[arg(long, global = true, value_name = "N", default_value_t = 16_384)]
     pub cache_capacity: usize,
 
+    /// Seconds past the TTL a cached secret is still served while Vault fails
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 3600)]
+    pub max_stale: u64,
+
+    /// Vault requests in flight at most
+    #[arg(long, global = true, value_name = "N", default_value_t = 16)]
+    pub vault_concurrency: usize,
+
     /// Largest secret accepted from Vault, in bytes
     #[arg(long, global = true, value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_secret_bytes: usize,
+
+    /// config.csv shown as MOUNTPOINT/config.csv with vault: references resolved
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config_csv: Option<PathBuf>,
+
+    /// Bot packages dir: every DIR/<name>.gbai/<bot>.gbot/config.csv is shown resolved
+    #[arg(long, global = true, value_name = "DIR")]
+    pub bots: Option<PathBuf>,
+
+    /// What a config.csv view shows for an unresolvable reference: error (EIO), empty, keep
+    #[arg(long, global = true, value_name = "MODE", default_value = "error")]
+    pub missing_reference: crate::config_csv::MissingReference,
+
+    /// Unseal keys file (VAULT_UNSEAL_KEY_<n>= lines or init.json, mode 0600): the daemon unseals a sealed Vault with it [env: VAULT_UNSEAL_KEYS_FILE]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub unseal_keys_file: Option<PathBuf>,
+
+    /// AppRole role_id: log in with AppRole instead of using VAULT_TOKEN (needs the secret_id too) [env: VAULT_ROLE_ID]
+    #[arg(long, global = true, value_name = "ID")]
+    pub role_id: Option<String>,
+
+    /// File holding the AppRole secret_id [env: VAULT_SECRET_ID]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub secret_id_file: Option<PathBuf>,
+
+    /// Mount path of the AppRole auth method [default: approle]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub approle_mount: Option<String>,
+
+    /// Lock all memory so secrets never reach swap (needs CAP_IPC_LOCK)
+    #[arg(long, global = true)]
+    pub mlock: bool,
 
     /// More log output (-v debug, -vv trace); RUST_LOG also works
     #[arg(short, long, global = true, action = ArgAction::Count)]
@@ -90,6 +130,56 @@ pub enum Command {
         #[arg(default_value = "")]
         path: String,
     },
+    /// Unseal a sealed Vault with the keys file, reporting progress (never a key); exit 0 once unsealed
+    Unseal(UnsealArgs),
+    /// Move the secrets of an old-style .env (--env-file, default ./.env) into Vault, keep it as .env.bak and rewrite it to VAULT_ADDR, VAULT_TOKEN and its other variables
+    Migrate(MigrateArgs),
+    /// Print the least-privilege Vault policy (HCL) for the KV layout: `gbo-fs policy | vault policy write gbo-readonly -`
+    Policy,
+    /// Print a shell completion script, e.g. `gbo-fs completions bash > /etc/bash_completion.d/gbo-fs`
+    Completions {
+        /// The shell to complete for
+        shell: crate::cli_docs::Shell,
+    },
+    /// Print the gbo-fs(1) man page (roff), e.g. `gbo-fs man | man -l -`
+    Man,
+    /// Show Vault's health, the KV layout, the token's lease and the serving daemon's counters; exit 1 if unhealthy
+    Status {
+        /// Mount point of the daemon to report on
+        #[arg(default_value = "/run/gbo/secrets")]
+        mountpoint: PathBuf,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a config.csv with every vault: reference resolved; exit 2 if any is unresolvable
+    Render {
+        /// The config.csv source file
+        path: PathBuf,
+    },
+    /// List every vault: reference of a config.csv (or of every bot with --bots) with `ok` or why it fails; never prints values
+    Check {
+        /// The config.csv source file (omit with --bots)
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct UnsealArgs {
+    /// Unseal keys file (VAULT_UNSEAL_KEY_<n>= lines or init.json, mode 0600) [default: --unseal-keys-file or VAULT_UNSEAL_KEYS_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub keys_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Args)]
+pub struct MigrateArgs {
+    /// Print the plan (values masked) and write nothing: neither Vault nor files
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Overwrite keys whose Vault value differs from the .env value (otherwise reported and left alone)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -109,4 +199,8 @@ pub struct MountArgs {
     /// Let other users reach the mount; the kernel then enforces the 0400/0500 modes (default_permissions)
     #[arg(long)]
     pub allow_other: bool,
+
+    /// Have the kernel unmount even if the daemon is killed (needs fusermount3; lets root in too)
+    #[arg(long)]
+    pub auto_unmount: bool,
 }

@@ -43,6 +43,9 @@ pub fn build_filesystem(
     let mut config = FsConfig::new(&settings.prefix);
     config.cache = settings.cache.clone();
     config.operation_timeout = settings.connection.timeout;
+    config.views = settings.views.clone();
+    config.vault_concurrency = settings.vault_concurrency;
+    config.missing_reference = settings.missing_reference;
     if let Some(uid) = uid {
         config.uid = uid;
     }
@@ -68,6 +71,8 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     let mountpoint = prepare_mountpoint(&args.mountpoint)?;
     let runtime = runtime()?;
     let (store, fs) = build_filesystem(&settings, args.uid, args.gid)?;
+    crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
+        .map_err(DaemonError::Setup)?;
 
     // Learn the layout now so it is logged at start; a Vault that is down does
     // not stop the mount: reads fail with EIO until it answers.
@@ -95,18 +100,26 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         MountOption::NoAtime,
         MountOption::DefaultPermissions,
     ];
-    config.acl = if args.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
+    if args.auto_unmount {
+        config.mount_options.push(MountOption::AutoUnmount);
+    }
+    // default_permissions is always on, so the kernel enforces 0400/0500 for
+    // every user the ACL lets in. auto_unmount needs more than `Owner`
+    // (fusermount3 insists); root-and-owner is the narrowest that works.
+    config.acl = match (args.allow_other, args.auto_unmount) {
+        (true, _) => SessionACL::All,
+        (false, true) => SessionACL::RootAndOwner,
+        (false, false) => SessionACL::Owner,
     };
-    let adapter = FuseAdapter::new(fs, runtime.handle().clone());
+    let adapter = FuseAdapter::new(fs.clone(), runtime.handle().clone());
     let mut session =
         Session::new(adapter, &mountpoint, &config).map_err(|e| DaemonError::Mountpoint {
             path: mountpoint.display().to_string(),
             reason: format!("mount failed: {e}"),
         })?;
     let mut unmounter = session.unmount_callable();
+    fs.set_invalidator(kernel_invalidator(session.notifier()));
+    let refresher = runtime.spawn(refresh_loop(fs.clone()));
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
     let serve = std::thread::Builder::new()
         .name("gbo-fs-fuse".into())
@@ -123,12 +136,24 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     let stop_reason = runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
         let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        Ok::<_, String>(tokio::select! {
-            _ = terminate.recv() => "SIGTERM",
-            _ = interrupt.recv() => "SIGINT",
-            _ = ended_rx => "external unmount",
-        })
+        let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        let mut ended_rx = ended_rx;
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => return Ok::<_, String>("SIGTERM"),
+                _ = interrupt.recv() => return Ok("SIGINT"),
+                _ = &mut ended_rx => return Ok("external unmount"),
+                _ = hangup.recv() => {
+                    // Sources are read on every access; dropping the cache makes
+                    // the next access re-read Vault as well.
+                    fs.clear_cache();
+                    fs.invalidate_all();
+                    tracing::info!("SIGHUP: cache dropped; config.csv sources and secrets are read again");
+                }
+            }
+        }
     });
+    refresher.abort();
     let stop_reason =
         stop_reason.map_err(|e| DaemonError::Setup(format!("cannot watch signals: {e}")))?;
     tracing::info!(reason = stop_reason, "unmounting");
@@ -147,6 +172,46 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Sends kernel-cache invalidations to fuser's `Notifier` from a thread of its
+/// own: a notification written from a task that the kernel is waiting on for
+/// the same inode could deadlock.
+fn kernel_invalidator(notifier: fuser::Notifier) -> crate::fs::Invalidator {
+    let (sender, receiver) = std::sync::mpsc::channel::<u64>();
+    let spawned = std::thread::Builder::new()
+        .name("gbo-fs-invalidate".into())
+        .spawn(move || {
+            for ino in receiver {
+                // ENOENT only means the kernel holds nothing for this inode.
+                if let Err(error) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+                    if error.raw_os_error() != Some(libc::ENOENT) {
+                        tracing::debug!(ino, %error, "kernel cache invalidation failed");
+                    }
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no invalidation thread; rotations reach readers at the kernel TTL");
+    }
+    let sender = std::sync::Mutex::new(sender);
+    Arc::new(move |ino| {
+        let _ = sender.lock().unwrap().send(ino);
+    })
+}
+
+/// Refreshes expired, recently read secrets in the background, so rotations
+/// reach readers whose kernel serves the file from its page cache.
+async fn refresh_loop(fs: Arc<SecretFs>) {
+    let ttl = fs.config().cache.ttl;
+    if ttl.is_zero() {
+        return;
+    }
+    let period = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        tokio::time::sleep(period).await;
+        fs.refresh_expired().await;
+    }
 }
 
 /// Makes sure `path` is a usable, unmounted directory: creates it if missing and

@@ -144,13 +144,13 @@ enum NodeKind {
     Root,
     /// A Vault folder and/or secret at `path`. `is_secret` when Vault listed it as a secret.
     Folder {
-        path: String,
+        path: Arc<str>,
         is_secret: bool,
     },
-    /// One key of the secret at `path`.
+    /// One key of the secret at `path` (the path is shared with its folder's node).
     SecretFile {
-        path: String,
-        key: String,
+        path: Arc<str>,
+        key: Box<str>,
     },
     /// A botserver package directory (`<name>.gbai`).
     Package {
@@ -173,7 +173,8 @@ enum NodeKind {
 #[derive(Default)]
 struct InodeTable {
     nodes: HashMap<u64, Arc<NodeKind>>,
-    by_parent_and_name: HashMap<(u64, String), u64>,
+    /// Children by name, per parent inode.
+    children: HashMap<u64, HashMap<Box<str>, u64>>,
     next_ino: u64,
 }
 
@@ -189,8 +190,7 @@ impl InodeTable {
 
     /// The inode for `name` under `parent`, created (or re-typed) as `kind`.
     fn intern(&mut self, parent: u64, name: &str, kind: NodeKind) -> u64 {
-        let key = (parent, name.to_string());
-        if let Some(&ino) = self.by_parent_and_name.get(&key) {
+        if let Some(&ino) = self.children.get(&parent).and_then(|c| c.get(name)) {
             if self.nodes.get(&ino).map(|k| **k != kind).unwrap_or(true) {
                 self.nodes.insert(ino, Arc::new(kind));
             }
@@ -199,7 +199,10 @@ impl InodeTable {
         let ino = self.next_ino;
         self.next_ino += 1;
         self.nodes.insert(ino, Arc::new(kind));
-        self.by_parent_and_name.insert(key, ino);
+        self.children
+            .entry(parent)
+            .or_default()
+            .insert(name.into(), ino);
         ino
     }
 }
@@ -276,7 +279,7 @@ impl ChangeTracker {
             .nodes
             .iter()
             .filter(|(_, kind)| match &***kind {
-                NodeKind::SecretFile { path: p, .. } => p == path,
+                NodeKind::SecretFile { path: p, .. } => &**p == path,
                 NodeKind::View { .. } => true,
                 _ => false,
             })
@@ -371,14 +374,18 @@ impl SecretFs {
             Some(content) => content,
             None => {
                 let node = self.node(ino)?;
-                let content = Arc::new(self.bounded(self.content_of(&node)).await?);
-                self.read_snapshots
-                    .lock()
-                    .unwrap()
-                    .insert(ino, content.clone());
-                content
+                Arc::new(self.bounded(self.content_of(&node)).await?)
             }
         };
+        // Keep the snapshot only while the reader has more to read: most files
+        // are read whole in one request and need none.
+        let mut snapshots = self.read_snapshots.lock().unwrap();
+        if offset.saturating_add(u64::from(size)) < content.len() as u64 {
+            snapshots.insert(ino, content.clone());
+        } else {
+            snapshots.remove(&ino);
+        }
+        drop(snapshots);
         Ok(slice(&content, offset, size))
     }
 
@@ -578,7 +585,7 @@ impl SecretFs {
         let views = &self.config.views;
         let kind = match &*parent_node {
             NodeKind::Root if name == self.config.prefix => NodeKind::Folder {
-                path: self.config.prefix.clone(),
+                path: self.config.prefix.as_str().into(),
                 is_secret: false,
             },
             NodeKind::Root if name == CONTROL_DIR => NodeKind::Control,
@@ -614,7 +621,7 @@ impl SecretFs {
     /// a listed secret or sub-folder, or nothing.
     async fn child_of_folder(
         &self,
-        path: &str,
+        path: &Arc<str>,
         is_secret: bool,
         name: &str,
     ) -> Result<NodeKind, FsError> {
@@ -622,8 +629,8 @@ impl SecretFs {
             if let Some(secret) = self.secret(path).await? {
                 if secret.values.contains_key(name) {
                     return Ok(NodeKind::SecretFile {
-                        path: path.to_string(),
-                        key: name.to_string(),
+                        path: path.clone(),
+                        key: name.into(),
                     });
                 }
             }
@@ -636,7 +643,7 @@ impl SecretFs {
                     return Err(FsError::NotFound);
                 }
                 Ok(NodeKind::Folder {
-                    path: child_path,
+                    path: child_path.into(),
                     is_secret: matching.iter().any(|e| !e.is_folder),
                 })
             }
@@ -646,7 +653,7 @@ impl SecretFs {
                 ..
             }) => match self.secret(&child_path).await? {
                 Some(_) => Ok(NodeKind::Folder {
-                    path: child_path,
+                    path: child_path.into(),
                     is_secret: true,
                 }),
                 None => Err(FsError::NotFound),
@@ -663,7 +670,7 @@ impl SecretFs {
                 let mut children = vec![(
                     prefix.clone(),
                     NodeKind::Folder {
-                        path: prefix,
+                        path: prefix.into(),
                         is_secret: false,
                     },
                 )];
@@ -703,7 +710,7 @@ impl SecretFs {
                         for key in secret.values.keys().filter(|k| is_valid_file_name(k)) {
                             let kind = NodeKind::SecretFile {
                                 path: path.clone(),
-                                key: key.clone(),
+                                key: key.as_str().into(),
                             };
                             names.insert(key.clone());
                             entries.push(DirEntry {
@@ -730,7 +737,7 @@ impl SecretFs {
                         listing.iter().any(|e| e.name == entry.name && !e.is_folder);
                     names.insert(entry.name.clone());
                     let kind = NodeKind::Folder {
-                        path: format!("{path}/{}", entry.name),
+                        path: format!("{path}/{}", entry.name).into(),
                         is_secret: child_is_secret,
                     };
                     entries.push(DirEntry {
@@ -822,7 +829,7 @@ impl SecretFs {
         match node {
             NodeKind::SecretFile { path, key } => {
                 let secret = self.secret(path).await?.ok_or(FsError::NotFound)?;
-                let value = secret.values.get(key).ok_or(FsError::NotFound)?;
+                let value = secret.values.get(&**key).ok_or(FsError::NotFound)?;
                 Ok(Zeroizing::new(value.to_vec()))
             }
             NodeKind::View { source } => self.render_view_content(source).await,

@@ -1,11 +1,21 @@
 //! gbo-fs: serve HashiCorp Vault KV secrets as lazily fetched, cached, read-only files.
 pub mod cache;
 pub mod cli;
+pub mod cli_docs;
+pub mod config_commands;
 pub mod config_csv;
 pub mod daemon;
 pub mod dotenv;
 pub mod fs;
 pub mod fuse;
+pub mod hardening;
+pub mod migrate;
+pub mod policy;
 pub mod settings;
+pub mod status_command;
 pub mod testing;
+pub mod token;
+pub mod unseal;
+pub mod upkeep;
 pub mod vault;
+pub mod views;

@@ -10,8 +10,15 @@ use gbo_fs::fs::NodeType;
 use gbo_fs::settings;
 
 fn main() -> ExitCode {
+    // Fewer glibc malloc arenas: the worker threads would otherwise each grow
+    // their own, multiplying the resident size of a small cache.
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let cli = Cli::parse();
-    init_logging(&cli.global);
+    let daemon = matches!(cli.command, Command::Mount(_));
+    init_logging(&cli.global, daemon);
     match run(cli) {
         Ok(code) => code,
         Err(message) => {
@@ -22,17 +29,60 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
+    // Every command may hold a token or secrets: no core dumps, no ptrace.
+    gbo_fs::hardening::harden_process(cli.global.mlock)?;
+    if let Some(result) = run_without_vault_settings(&cli) {
+        return result;
+    }
     let environment = |name: &str| std::env::var(name).ok();
+    if let Command::Unseal(args) = &cli.command {
+        gbo_fs::unseal::run_command(&cli.global, args.keys_file.as_deref(), &environment)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = settings::resolve(&cli.global, &environment).map_err(|e| e.to_string())?;
     match cli.command {
         Command::Mount(args) => {
             daemon::run_mount(settings, args).map_err(|e| e.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { mountpoint, json } => {
+            gbo_fs::status_command::status(&settings, &mountpoint, json)
+        }
+        Command::Render { path } => gbo_fs::config_commands::render(&settings, &path),
+        Command::Check { path } => gbo_fs::config_commands::check(&settings, path.as_deref()),
+        Command::Migrate(args) => {
+            let env_file = cli
+                .global
+                .env_file
+                .clone()
+                .unwrap_or_else(|| settings::DEFAULT_ENV_FILE.into());
+            let options = gbo_fs::migrate::MigrateOptions {
+                dry_run: args.dry_run,
+                force: args.force,
+            };
+            gbo_fs::migrate::run(&settings, &env_file, options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy => {
+            let runtime = daemon::runtime().map_err(|e| e.to_string())?;
+            let (store, _) =
+                daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
+            let layout = runtime
+                .block_on(store.layout())
+                .map_err(|e| format!("{}: {e}", store.address()))?;
+            print!("{}", gbo_fs::policy::readonly_policy(layout));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { .. } | Command::Man | Command::Unseal(_) => Ok(ExitCode::SUCCESS),
         Command::Get { path } => {
             let runtime = daemon::runtime().map_err(|e| e.to_string())?;
-            let (_, fs) =
+            let (store, fs) =
                 daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
+            gbo_fs::token::authenticate_one_shot(
+                &store,
+                settings.upkeep.approle.as_ref(),
+                &runtime,
+            )?;
             let value = runtime
                 .block_on(fs.read_path(&path))
                 .map_err(|e| format!("{path}: {e}"))?;
@@ -45,8 +95,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Ls { path } => {
             let runtime = daemon::runtime().map_err(|e| e.to_string())?;
-            let (_, fs) =
+            let (store, fs) =
                 daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
+            gbo_fs::token::authenticate_one_shot(
+                &store,
+                settings.upkeep.approle.as_ref(),
+                &runtime,
+            )?;
             let mut entries = runtime
                 .block_on(fs.list_path(&path))
                 .map_err(|e| format!("{}: {e}", if path.is_empty() { "/" } else { &path }))?;
@@ -65,27 +120,60 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-/// Logs to stderr. `-v` raises the level, RUST_LOG overrides it; HTTP and FUSE
-/// internals stay at `warn` so request and reply bodies never reach a log.
-fn init_logging(options: &GlobalOptions) {
+/// Commands that need no Vault settings: completions, the man page, and the
+/// policy when `--kv-mount` and `--kv-version` name the layout.
+fn run_without_vault_settings(cli: &Cli) -> Option<Result<ExitCode, String>> {
+    let mut stdout = std::io::stdout().lock();
+    match &cli.command {
+        Command::Completions { shell } => {
+            gbo_fs::cli_docs::write_completions(*shell, &mut stdout);
+            Some(Ok(ExitCode::SUCCESS))
+        }
+        Command::Man => Some(
+            gbo_fs::cli_docs::write_man_page(&mut stdout)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| format!("stdout: {e}")),
+        ),
+        Command::Policy => match gbo_fs::policy::layout_from_flags(&cli.global) {
+            Ok(Some(layout)) => Some(
+                stdout
+                    .write_all(gbo_fs::policy::readonly_policy(&layout).as_bytes())
+                    .map(|_| ExitCode::SUCCESS)
+                    .map_err(|e| format!("stdout: {e}")),
+            ),
+            Ok(None) => None,
+            Err(message) => Some(Err(message)),
+        },
+        _ => None,
+    }
+}
+
+/// Logs to stderr: `info` for the daemon, `warn` for one-shot commands; `-v`
+/// raises the level and RUST_LOG overrides it. HTTP and FUSE internals stay at
+/// `warn` so request and reply bodies never reach a log; vaultrs and rustify are
+/// silenced because they log every 404 as an error (gbo-fs logs failures itself,
+/// with the path).
+fn init_logging(options: &GlobalOptions, daemon: bool) {
     use tracing_subscriber::EnvFilter;
     let level = match options.verbose {
-        0 => "info",
+        0 if daemon => "info",
+        0 => "warn",
         1 => "debug",
         _ => "trace",
     };
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    for quiet in [
-        "rustify",
-        "vaultrs",
-        "reqwest",
-        "hyper",
-        "hyper_util",
-        "h2",
-        "rustls",
-        "fuser",
-    ] {
-        if let Ok(directive) = format!("{quiet}=warn").parse() {
+    let clamps = [
+        ("rustify", "off"),
+        ("vaultrs", "off"),
+        ("reqwest", "warn"),
+        ("hyper", "warn"),
+        ("hyper_util", "warn"),
+        ("h2", "warn"),
+        ("rustls", "warn"),
+        ("fuser", "warn"),
+    ];
+    for (target, clamp) in clamps {
+        if let Ok(directive) = format!("{target}={clamp}").parse() {
             filter = filter.add_directive(directive);
         }
     }

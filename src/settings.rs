@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 use crate::cache::CachePolicy;
 use crate::cli::GlobalOptions;
 use crate::dotenv::{DotEnv, DotEnvError};
+use crate::token::{AppRoleLogin, DEFAULT_APPROLE_MOUNT};
 use crate::vault::http::{validate_vault_addr, VaultConnection};
 use crate::vault::layout::{KvVersion, LayoutOverrides};
 
@@ -25,6 +26,13 @@ pub struct Settings {
     pub prefix: String,
     pub overrides: LayoutOverrides,
     pub cache: CachePolicy,
+    /// Vault requests in flight at most (`--vault-concurrency`).
+    pub vault_concurrency: usize,
+    /// config.csv views (`--config-csv`, `--bots`).
+    pub views: crate::views::ConfigSources,
+    pub missing_reference: crate::config_csv::MissingReference,
+    /// Unsealing and token upkeep (`VAULT_UNSEAL_KEYS_FILE`, AppRole credentials).
+    pub upkeep: crate::upkeep::UpkeepSettings,
 }
 
 /// A setting that cannot be used; the message names the setting and its source.
@@ -84,6 +92,30 @@ pub fn resolve(
     options: &GlobalOptions,
     environment: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, SettingsError> {
+    resolve_with(options, environment, TokenNeed::Required)
+}
+
+/// Builds the settings for commands that need no token (`unseal`): an unset VAULT_TOKEN
+/// leaves the token empty.
+pub fn resolve_without_token(
+    options: &GlobalOptions,
+    environment: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, SettingsError> {
+    resolve_with(options, environment, TokenNeed::Optional)
+}
+
+/// Whether a missing VAULT_TOKEN (without AppRole credentials) is an error.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TokenNeed {
+    Required,
+    Optional,
+}
+
+fn resolve_with(
+    options: &GlobalOptions,
+    environment: &dyn Fn(&str) -> Option<String>,
+    token_need: TokenNeed,
+) -> Result<Settings, SettingsError> {
     let dotenv = load_dotenv(options)?;
     let layers = Layers {
         environment,
@@ -102,15 +134,29 @@ pub fn resolve(
     };
     validate_vault_addr(&addr).map_err(invalid)?;
 
+    let approle = resolve_approle(options, &layers, &dotenv)?;
     let token = match &options.vault_token_file {
-        Some(path) => read_token_file(path)?,
-        None => Zeroizing::new(layers.get("VAULT_TOKEN").map(|(v, _)| v).ok_or_else(|| {
-            invalid(format!(
-                "VAULT_TOKEN is not set (use --vault-token-file, the environment, or {})",
-                dotenv_label(options)
-            ))
-        })?),
+        Some(path) => read_secret_file("--vault-token-file", path)?,
+        None => match layers.get("VAULT_TOKEN") {
+            Some((token, _)) => Zeroizing::new(token),
+            // AppRole login issues the token; `unseal` needs none.
+            None if approle.is_some() || token_need == TokenNeed::Optional => {
+                Zeroizing::new(String::new())
+            }
+            None => {
+                return Err(invalid(format!(
+                    "VAULT_TOKEN is not set (use --vault-token-file, the environment, or {}; \
+                     or give AppRole credentials: VAULT_ROLE_ID and VAULT_SECRET_ID)",
+                    dotenv_label(options)
+                )))
+            }
+        },
     };
+    let unseal_keys_file = options.unseal_keys_file.clone().or_else(|| {
+        layers
+            .get("VAULT_UNSEAL_KEYS_FILE")
+            .map(|(v, _)| PathBuf::from(v))
+    });
 
     let skip_verify = if options.vault_skip_verify {
         true
@@ -187,9 +233,79 @@ pub fn resolve(
         cache: CachePolicy {
             capacity: options.cache_capacity.max(1),
             ttl: Duration::from_secs(ttl_secs),
+            max_stale: Duration::from_secs(options.max_stale),
             ..CachePolicy::default()
         },
+        vault_concurrency: options.vault_concurrency.max(1),
+        views: crate::views::ConfigSources {
+            config_csv: options.config_csv.clone(),
+            bots_dir: options.bots.clone(),
+        },
+        missing_reference: options.missing_reference,
+        upkeep: crate::upkeep::UpkeepSettings {
+            unseal_keys_file,
+            approle,
+            ..Default::default()
+        },
     })
+}
+
+/// AppRole credentials: `--role-id` or VAULT_ROLE_ID, with `--secret-id-file` or
+/// VAULT_SECRET_ID. Both or neither must be given.
+fn resolve_approle(
+    options: &GlobalOptions,
+    layers: &Layers<'_>,
+    dotenv: &DotEnv,
+) -> Result<Option<AppRoleLogin>, SettingsError> {
+    let role_id = match &options.role_id {
+        Some(role_id) => Some((role_id.clone(), source_name(true, false, dotenv))),
+        None => layers
+            .get("VAULT_ROLE_ID")
+            .map(|(v, from_env)| (v, source_name(false, from_env, dotenv))),
+    };
+    let secret_id = match &options.secret_id_file {
+        Some(path) => Some((
+            read_secret_file("--secret-id-file", path)?,
+            source_name(true, false, dotenv),
+        )),
+        None => layers
+            .get("VAULT_SECRET_ID")
+            .map(|(v, from_env)| (Zeroizing::new(v), source_name(false, from_env, dotenv))),
+    };
+    match (role_id, secret_id) {
+        (None, None) => Ok(None),
+        (Some((role_id, _)), Some((secret_id, source))) => {
+            if secret_id.is_empty() {
+                return Err(SettingsError::Invalid(format!(
+                    "VAULT_SECRET_ID from {source} is empty"
+                )));
+            }
+            let mount = options
+                .approle_mount
+                .as_deref()
+                .unwrap_or(DEFAULT_APPROLE_MOUNT)
+                .trim_matches('/')
+                .to_string();
+            if mount.is_empty() {
+                return Err(SettingsError::Invalid(
+                    "--approle-mount must name the AppRole auth mount, e.g. approle".into(),
+                ));
+            }
+            Ok(Some(AppRoleLogin {
+                mount,
+                role_id,
+                secret_id,
+            }))
+        }
+        (Some((_, source)), None) => Err(SettingsError::Invalid(format!(
+            "VAULT_ROLE_ID is set ({source}) but VAULT_SECRET_ID is not \
+             (use --secret-id-file, the environment, or the .env file)"
+        ))),
+        (None, Some((_, source))) => Err(SettingsError::Invalid(format!(
+            "VAULT_SECRET_ID is set ({source}) but VAULT_ROLE_ID is not \
+             (use --role-id, the environment, or the .env file)"
+        ))),
+    }
 }
 
 fn dotenv_label(options: &GlobalOptions) -> String {
@@ -201,13 +317,14 @@ fn dotenv_label(options: &GlobalOptions) -> String {
         .to_string()
 }
 
-fn read_token_file(path: &Path) -> Result<Zeroizing<String>, SettingsError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-        SettingsError::Invalid(format!("--vault-token-file {}: {e}", path.display()))
-    })?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        SettingsError::Invalid(format!("--vault-token-file {}: not UTF-8", path.display()))
-    })?;
+/// Reads a file holding one secret (a token, a secret_id), trimmed; errors name `flag`.
+fn read_secret_file(flag: &str, path: &Path) -> Result<Zeroizing<String>, SettingsError> {
+    let bytes = Zeroizing::new(
+        std::fs::read(path)
+            .map_err(|e| SettingsError::Invalid(format!("{flag} {}: {e}", path.display())))?,
+    );
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| SettingsError::Invalid(format!("{flag} {}: not UTF-8", path.display())))?;
     Ok(Zeroizing::new(text.trim().to_string()))
 }
 
@@ -330,5 +447,80 @@ mod tests {
                 .as_str(),
             "hvs.abc"
         );
+    }
+
+    #[test]
+    fn approle_credentials_make_vault_token_optional() {
+        let (_dir, options) = options_with_env_file(
+            "VAULT_ADDR=http://a:1\nVAULT_ROLE_ID=role-1\nVAULT_SECRET_ID=secret-1\n",
+        );
+        let settings = resolve(&options, &env_of(&[])).unwrap();
+        let approle = settings.upkeep.approle.expect("AppRole credentials");
+        assert_eq!(approle.role_id, "role-1");
+        assert_eq!(approle.secret_id.as_str(), "secret-1");
+        assert_eq!(approle.mount, "approle");
+        assert!(settings.connection.token.is_empty());
+        let (_dir, options) = options_with_env_file("VAULT_ADDR=http://a:1\n");
+        let error = resolve(&options, &env_of(&[])).unwrap_err().to_string();
+        assert!(
+            error.contains("VAULT_TOKEN is not set") && error.contains("VAULT_ROLE_ID"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn half_of_the_approle_credentials_is_an_error_naming_the_missing_half() {
+        let (_dir, options) =
+            options_with_env_file("VAULT_ADDR=http://a:1\nVAULT_ROLE_ID=role-1\n");
+        let error = resolve(&options, &env_of(&[])).unwrap_err().to_string();
+        assert!(error.contains("VAULT_SECRET_ID is not"), "{error}");
+        let (_dir, options) =
+            options_with_env_file("VAULT_ADDR=http://a:1\nVAULT_SECRET_ID=hidden-secret\n");
+        let error = resolve(&options, &env_of(&[])).unwrap_err().to_string();
+        assert!(error.contains("VAULT_ROLE_ID is not"), "{error}");
+        assert!(!error.contains("hidden-secret"), "{error}");
+    }
+
+    #[test]
+    fn approle_flags_beat_the_environment() {
+        let (dir, mut options) = options_with_env_file("VAULT_ADDR=http://a:1\n");
+        let secret_path = dir.path().join("secret-id");
+        std::fs::write(&secret_path, "from-file\n").unwrap();
+        options.role_id = Some("from-flag".into());
+        options.secret_id_file = Some(secret_path);
+        options.approle_mount = Some("/ci-approle/".into());
+        let environment = env_of(&[("VAULT_ROLE_ID", "from-env"), ("VAULT_SECRET_ID", "env")]);
+        let approle = resolve(&options, &environment)
+            .unwrap()
+            .upkeep
+            .approle
+            .unwrap();
+        assert_eq!(approle.role_id, "from-flag");
+        assert_eq!(approle.secret_id.as_str(), "from-file");
+        assert_eq!(approle.mount, "ci-approle");
+    }
+
+    #[test]
+    fn unseal_keys_file_follows_flag_then_environment_then_dotenv() {
+        let (_dir, mut options) = options_with_env_file(
+            "VAULT_ADDR=http://a:1\nVAULT_TOKEN=t\nVAULT_UNSEAL_KEYS_FILE=/dotenv/keys\n",
+        );
+        let keys_file = |options: &GlobalOptions, environment: &[(&str, &str)]| {
+            resolve(options, &env_of(environment))
+                .unwrap()
+                .upkeep
+                .unseal_keys_file
+        };
+        assert_eq!(keys_file(&options, &[]), Some("/dotenv/keys".into()));
+        let environment = [("VAULT_UNSEAL_KEYS_FILE", "/env/keys")];
+        assert_eq!(keys_file(&options, &environment), Some("/env/keys".into()));
+        options.unseal_keys_file = Some("/flag/keys".into());
+        assert_eq!(keys_file(&options, &environment), Some("/flag/keys".into()));
+    }
+
+    #[test]
+    fn the_unseal_command_needs_no_token() {
+        let (_dir, options) = options_with_env_file("VAULT_ADDR=http://a:1\n");
+        assert!(resolve_without_token(&options, &env_of(&[])).is_ok());
     }
 }

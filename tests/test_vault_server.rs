@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use gbo_fs::testing::vault_server::{
-    Fault, KvVersion, RecordedRequest, TestVaultConfig, TestVaultServer,
+    Fault, KvVersion, RecordedRequest, TestAppRole, TestVaultConfig, TestVaultServer,
 };
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
@@ -1080,4 +1080,208 @@ fn start_on_a_busy_port_fails_with_io_error() {
     };
     let err = TestVaultServer::start(config).expect_err("port is taken");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+}
+
+/// Sends `method path` with an explicit token (`None`: no token header).
+async fn send_as(
+    c: &Client,
+    srv: &TestVaultServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = c.request(method, format!("{}/v1/{path}", srv.addr()));
+    if let Some(token) = token {
+        req = req.header("X-Vault-Token", token);
+    }
+    if let Some(body) = body {
+        req = req.body(body.to_string());
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn renew_self_extends_a_renewable_token_and_counts_renewals() {
+    bounded(async {
+        let srv = start(TestVaultConfig {
+            token_ttl: Some(Duration::from_secs(60)),
+            token_renewable: true,
+            ..TestVaultConfig::default()
+        });
+        let c = client();
+        let (status, v) = get_json(&c, &srv, "auth/token/lookup-self").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["data"]["renewable"], true);
+        assert_eq!(v["data"]["creation_ttl"], 60);
+        assert!(v["data"]["ttl"].as_u64().unwrap() <= 60);
+        assert!(v["data"]["expire_time"].is_string());
+        let token = srv.token();
+        let (status, v) = send_as(
+            &c,
+            &srv,
+            Method::POST,
+            "auth/token/renew-self",
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["auth"]["lease_duration"], 60);
+        assert_eq!(v["auth"]["renewable"], true);
+        assert_eq!(v["auth"]["client_token"], token.as_str());
+        assert_eq!(srv.renewals(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_root_token_cannot_be_renewed() {
+    bounded(async {
+        let srv = start(TestVaultConfig::default());
+        let c = client();
+        let token = srv.token();
+        let (status, _) = send_as(
+            &c,
+            &srv,
+            Method::POST,
+            "auth/token/renew-self",
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(srv.renewals(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_token_gets_403() {
+    bounded(async {
+        let srv = start(TestVaultConfig {
+            token_ttl: Some(Duration::from_millis(300)),
+            ..TestVaultConfig::default()
+        });
+        srv.put_str("secret", "gbo/llm", &[("k", "v")]);
+        let c = client();
+        let (status, _) = get_json(&c, &srv, "secret/data/gbo/llm").await;
+        assert_eq!(status, StatusCode::OK);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while srv.accepts_token(&srv.token()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (status, _) = get_json(&c, &srv, "secret/data/gbo/llm").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn approle_login_issues_tokens_the_server_accepts_until_they_expire() {
+    bounded(async {
+        let srv = start(TestVaultConfig {
+            approle: Some(TestAppRole::new(
+                "role-1",
+                "secret-1",
+                Duration::from_secs(30),
+            )),
+            ..TestVaultConfig::default()
+        });
+        srv.put_str("secret", "gbo/llm", &[("k", "v")]);
+        let c = client();
+        let login = json!({"role_id": "role-1", "secret_id": "secret-1"});
+        let (status, v) = send_as(
+            &c,
+            &srv,
+            Method::POST,
+            "auth/approle/login",
+            None,
+            Some(login),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["auth"]["lease_duration"], 30);
+        assert_eq!(v["auth"]["renewable"], true);
+        let issued = v["auth"]["client_token"].as_str().unwrap().to_string();
+        assert!(srv.accepts_token(&issued));
+        assert_eq!(srv.approle_logins(), 1);
+        let (status, v) = send_as(
+            &c,
+            &srv,
+            Method::GET,
+            "secret/data/gbo/llm",
+            Some(&issued),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        let (status, v) = send_as(
+            &c,
+            &srv,
+            Method::GET,
+            "auth/token/lookup-self",
+            Some(&issued),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["data"]["path"], "auth/approle/login");
+
+        srv.expire_all_tokens();
+        let (status, _) = send_as(
+            &c,
+            &srv,
+            Method::GET,
+            "secret/data/gbo/llm",
+            Some(&issued),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn approle_login_refuses_wrong_credentials_and_obeys_the_seal() {
+    bounded(async {
+        let srv = start(TestVaultConfig {
+            approle: Some(TestAppRole::new(
+                "role-1",
+                "secret-1",
+                Duration::from_secs(30),
+            )),
+            ..TestVaultConfig::default()
+        });
+        let c = client();
+        let wrong = json!({"role_id": "role-1", "secret_id": "nope"});
+        let (status, _) = send_as(
+            &c,
+            &srv,
+            Method::POST,
+            "auth/approle/login",
+            None,
+            Some(wrong),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(srv.approle_logins(), 0);
+        srv.seal();
+        let right = json!({"role_id": "role-1", "secret_id": "secret-1"});
+        let (status, _) = send_as(
+            &c,
+            &srv,
+            Method::POST,
+            "auth/approle/login",
+            None,
+            Some(right),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    })
+    .await;
 }

@@ -264,3 +264,19 @@ async fn seal_status_is_reported() {
         StoreError::Sealed
     );
 }
+
+#[tokio::test]
+async fn a_soft_deleted_kv2_secret_reads_as_not_found() {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    server.put_str("secret", "gbo/old", &[("k", "v")]);
+    let client = reqwest::Client::new();
+    let response = client
+        .delete(format!("{}/v1/secret/data/gbo/old", server.addr()))
+        .header("X-Vault-Token", server.token())
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let store = store(&server, LayoutOverrides::default());
+    assert!(store.read_secret("gbo/old").await.unwrap().is_none());
+}

@@ -13,7 +13,12 @@
 //!   then routing;
 //! - `sys/seal-status`, `sys/health`, `sys/init` and `sys/unseal` need no token and keep
 //!   answering while sealed; everything else answers 503 `Vault is sealed` while sealed;
-//! - `X-Vault-Namespace` is accepted and ignored.
+//! - `X-Vault-Namespace` is accepted and ignored;
+//! - tokens: the configured one (optionally with a TTL and renewable) plus those issued by
+//!   `POST auth/<mount>/login` when AppRole is configured ([`TestAppRole`]); an expired or
+//!   unknown token gets 403. `auth/token/lookup-self` describes the presented token and
+//!   `POST auth/token/renew-self` extends a renewable one by its TTL (counted, see
+//!   [`TestVaultServer::renewals`]). The login path needs no token but obeys the seal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -21,7 +26,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -89,6 +94,38 @@ pub struct TestVaultConfig {
     pub sys_mounts_endpoint: bool,
     /// 0 = any free port; a fixed port lets a test restart the server on the same address.
     pub port: u16,
+    /// TTL of [`token`](Self::token); `None` = never expires (a root token: `ttl` 0).
+    pub token_ttl: Option<Duration>,
+    /// Whether `auth/token/renew-self` extends [`token`](Self::token) (by its TTL).
+    pub token_renewable: bool,
+    /// Enables the AppRole auth method: `POST auth/<mount>/login` issues tokens.
+    pub approle: Option<TestAppRole>,
+}
+
+/// The AppRole auth method of a [`TestVaultServer`]: one role with one secret ID.
+#[derive(Clone, Debug)]
+pub struct TestAppRole {
+    /// Mount path of the auth method (default `approle`).
+    pub mount: String,
+    pub role_id: String,
+    pub secret_id: String,
+    /// TTL of the tokens it issues.
+    pub token_ttl: Duration,
+    /// Whether the tokens it issues can be renewed.
+    pub renewable: bool,
+}
+
+impl TestAppRole {
+    /// A role at mount `approle` issuing renewable tokens with this TTL.
+    pub fn new(role_id: &str, secret_id: &str, token_ttl: Duration) -> TestAppRole {
+        TestAppRole {
+            mount: "approle".to_string(),
+            role_id: role_id.to_string(),
+            secret_id: secret_id.to_string(),
+            token_ttl,
+            renewable: true,
+        }
+    }
 }
 
 impl TestVaultConfig {
@@ -110,6 +147,9 @@ impl TestVaultConfig {
             ui_mounts_endpoint: true,
             sys_mounts_endpoint: true,
             port: 0,
+            token_ttl: None,
+            token_renewable: false,
+            approle: None,
         }
     }
 }
@@ -194,9 +234,35 @@ struct MountState {
     secrets: BTreeMap<String, Secret>,
 }
 
+/// A token the server accepts (until it expires).
+#[derive(Clone, Debug)]
+struct IssuedToken {
+    /// `None`: never expires.
+    ttl: Option<Duration>,
+    expires_at: Option<Instant>,
+    renewable: bool,
+    /// Where it came from, as lookup-self reports it (`auth/token/root`, `auth/approle/login`).
+    path: String,
+    policies: Vec<String>,
+}
+
+impl IssuedToken {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+
+    fn remaining_secs(&self, now: Instant) -> u64 {
+        self.expires_at
+            .map_or(0, |at| at.saturating_duration_since(now).as_secs())
+    }
+}
+
 #[derive(Debug)]
 struct State {
     config: TestVaultConfig,
+    tokens: BTreeMap<String, IssuedToken>,
+    renewals: u64,
+    approle_logins: u64,
     mounts: BTreeMap<String, MountState>,
     global_fault: Fault,
     path_faults: Vec<(String, Fault)>,
@@ -206,6 +272,20 @@ struct State {
 }
 
 impl State {
+    /// Whether `token` is known and not expired.
+    fn accepts(&self, token: Option<&str>) -> bool {
+        token
+            .and_then(|t| self.tokens.get(t))
+            .is_some_and(|t| t.is_live(Instant::now()))
+    }
+
+    /// Whether `api_path` is the configured AppRole login path.
+    fn is_approle_login(&self, api_path: &str) -> bool {
+        self.config.approle.as_ref().is_some_and(|role| {
+            api_path.trim_end_matches('/') == format!("auth/{}/login", trim_slashes(&role.mount))
+        })
+    }
+
     /// The mount whose name is the longest path-component prefix of `path`, and the rest of
     /// the path after it (without a leading slash).
     fn find_mount<'p>(&self, path: &'p str) -> Option<(&str, &MountState, &'p str)> {
@@ -296,8 +376,18 @@ impl TestVaultServer {
             })
             .collect();
         let token = config.token.clone();
+        let root = IssuedToken {
+            ttl: config.token_ttl,
+            expires_at: config.token_ttl.map(|ttl| Instant::now() + ttl),
+            renewable: config.token_renewable,
+            path: "auth/token/root".to_string(),
+            policies: vec!["root".to_string()],
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
+                tokens: BTreeMap::from([(token.clone(), root)]),
+                renewals: 0,
+                approle_logins: 0,
                 config,
                 mounts,
                 global_fault: Fault::None,
@@ -443,6 +533,29 @@ impl TestVaultServer {
     /// Whether the server is sealed.
     pub fn is_sealed(&self) -> bool {
         self.shared.lock().sealed
+    }
+
+    /// How many `auth/token/renew-self` requests extended a token.
+    pub fn renewals(&self) -> u64 {
+        self.shared.lock().renewals
+    }
+
+    /// How many AppRole logins issued a token.
+    pub fn approle_logins(&self) -> u64 {
+        self.shared.lock().approle_logins
+    }
+
+    /// Whether `token` is currently accepted (known and not expired).
+    pub fn accepts_token(&self, token: &str) -> bool {
+        self.shared.lock().accepts(Some(token))
+    }
+
+    /// Makes every token expire now (later requests with them get 403).
+    pub fn expire_all_tokens(&self) {
+        let now = Instant::now();
+        for token in self.shared.lock().tokens.values_mut() {
+            token.expires_at = Some(now);
+        }
     }
 
     /// Every request since start (or the last [`reset_counts`](Self::reset_counts)), in order.
@@ -640,17 +753,18 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Inf
         return Ok(no_handler(&api_path));
     }
 
-    let unauthenticated = matches!(
+    let seal_exempt = matches!(
         api_path.trim_end_matches('/'),
         "sys/seal-status" | "sys/health" | "sys/init" | "sys/unseal"
     );
     // 3. Seal, 4. auth, 5. deny.
     {
         let state = shared.lock();
-        if state.sealed && !unauthenticated {
+        if state.sealed && !seal_exempt {
             return Ok(sealed_response());
         }
-        if !unauthenticated && token.as_deref() != Some(state.config.token.as_str()) {
+        let needs_token = !seal_exempt && !state.is_approle_login(&api_path);
+        if needs_token && !state.accepts(token.as_deref()) {
             return Ok(errors(StatusCode::FORBIDDEN, &["permission denied"]));
         }
         if state
@@ -673,10 +787,24 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Inf
         Value::Null
     };
 
-    Ok(route(&shared, op, &api_path, parts.uri.query(), body))
+    Ok(route(
+        &shared,
+        op,
+        &api_path,
+        parts.uri.query(),
+        token.as_deref(),
+        body,
+    ))
 }
 
-fn route(shared: &Shared, op: Op, api_path: &str, query: Option<&str>, body: Value) -> Resp {
+fn route(
+    shared: &Shared,
+    op: Op,
+    api_path: &str,
+    query: Option<&str>,
+    token: Option<&str>,
+    body: Value,
+) -> Resp {
     let path = api_path.trim_end_matches('/');
     if let Some(sys) = path.strip_prefix("sys/") {
         return route_sys(shared, op, sys, api_path, body);
@@ -685,29 +813,19 @@ fn route(shared: &Shared, op: Op, api_path: &str, query: Option<&str>, body: Val
         if op != Op::Read {
             return unsupported();
         }
-        let token = shared.lock().config.token.clone();
-        return envelope(
-            shared,
-            0,
-            json!({
-                "accessor": "test-accessor",
-                "creation_time": 1_704_067_200u64,
-                "creation_ttl": 0,
-                "display_name": "root",
-                "entity_id": "",
-                "expire_time": null,
-                "explicit_max_ttl": 0,
-                "id": token,
-                "meta": null,
-                "num_uses": 0,
-                "orphan": true,
-                "path": "auth/token/root",
-                "policies": ["root"],
-                "renewable": false,
-                "ttl": 0,
-                "type": "service",
-            }),
-        );
+        return lookup_self(shared, token.unwrap_or_default());
+    }
+    if path == "auth/token/renew-self" {
+        if op != Op::Write {
+            return unsupported();
+        }
+        return renew_self(shared, token.unwrap_or_default());
+    }
+    if shared.lock().is_approle_login(path) {
+        if op != Op::Write {
+            return unsupported();
+        }
+        return approle_login(shared, &body);
     }
 
     let mut state = shared.lock();
@@ -1175,6 +1293,117 @@ fn route_sys(shared: &Shared, op: Op, sys: &str, api_path: &str, body: Value) ->
             }
         }
     }
+}
+
+fn lookup_self(shared: &Shared, token: &str) -> Resp {
+    let Some(issued) = shared.lock().tokens.get(token).cloned() else {
+        return errors(StatusCode::FORBIDDEN, &["permission denied"]);
+    };
+    let now = Instant::now();
+    let expire_time = issued
+        .expires_at
+        .map(|at| rfc3339(SystemTime::now() + at.saturating_duration_since(now)));
+    envelope(
+        shared,
+        0,
+        json!({
+            "accessor": "test-accessor",
+            "creation_time": 1_704_067_200u64,
+            "creation_ttl": issued.ttl.map_or(0, |ttl| ttl.as_secs()),
+            "display_name": if issued.path == "auth/token/root" { "root" } else { "approle" },
+            "entity_id": "",
+            "expire_time": expire_time,
+            "explicit_max_ttl": 0,
+            "id": token,
+            "meta": null,
+            "num_uses": 0,
+            "orphan": true,
+            "path": issued.path,
+            "policies": issued.policies,
+            "renewable": issued.renewable,
+            "ttl": issued.remaining_secs(now),
+            "type": "service",
+        }),
+    )
+}
+
+fn renew_self(shared: &Shared, token: &str) -> Resp {
+    let mut state = shared.lock();
+    let Some(issued) = state.tokens.get_mut(token) else {
+        drop(state);
+        return errors(StatusCode::FORBIDDEN, &["permission denied"]);
+    };
+    let (Some(ttl), true) = (issued.ttl, issued.renewable) else {
+        drop(state);
+        return errors(StatusCode::BAD_REQUEST, &["lease is not renewable"]);
+    };
+    issued.expires_at = Some(Instant::now() + ttl);
+    let policies = issued.policies.clone();
+    state.renewals += 1;
+    drop(state);
+    auth_response(shared, token, ttl, true, &policies)
+}
+
+fn approle_login(shared: &Shared, body: &Value) -> Resp {
+    let mut state = shared.lock();
+    let Some(role) = state.config.approle.clone() else {
+        drop(state);
+        return no_handler("auth/approle/login");
+    };
+    let role_id = body.get("role_id").and_then(Value::as_str);
+    let secret_id = body.get("secret_id").and_then(Value::as_str);
+    if role_id != Some(role.role_id.as_str()) {
+        drop(state);
+        return errors(StatusCode::BAD_REQUEST, &["invalid role ID"]);
+    }
+    if secret_id != Some(role.secret_id.as_str()) {
+        drop(state);
+        return errors(StatusCode::BAD_REQUEST, &["invalid secret id"]);
+    }
+    state.approle_logins += 1;
+    let token = format!("s.approle-{:08}", state.approle_logins);
+    let policies = vec!["default".to_string(), "gbo-readonly".to_string()];
+    state.tokens.insert(
+        token.clone(),
+        IssuedToken {
+            ttl: Some(role.token_ttl),
+            expires_at: Some(Instant::now() + role.token_ttl),
+            renewable: role.renewable,
+            path: format!("auth/{}/login", trim_slashes(&role.mount)),
+            policies: policies.clone(),
+        },
+    );
+    drop(state);
+    auth_response(shared, &token, role.token_ttl, role.renewable, &policies)
+}
+
+/// A login or renewal answer: `auth` filled, `data` null.
+fn auth_response(
+    shared: &Shared,
+    token: &str,
+    ttl: Duration,
+    renewable: bool,
+    policies: &[String],
+) -> Resp {
+    let mut body = envelope_value(shared, 0, Value::Null);
+    if let Value::Object(top) = &mut body {
+        top.insert(
+            "auth".to_string(),
+            json!({
+                "client_token": token,
+                "accessor": "test-accessor",
+                "policies": policies,
+                "token_policies": policies,
+                "metadata": null,
+                "lease_duration": ttl.as_secs(),
+                "renewable": renewable,
+                "entity_id": "",
+                "token_type": "service",
+                "orphan": true,
+            }),
+        );
+    }
+    json_response(StatusCode::OK, &body)
 }
 
 fn seal_status(sealed: bool) -> Value {

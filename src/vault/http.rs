@@ -340,6 +340,14 @@ impl VaultHttpStore {
         }
     }
 
+    /// `Ok(None)` for any 404, however vaultrs reported it; the mapped error otherwise.
+    fn not_found_or<T>(&self, error: ClientError) -> Result<Option<T>, StoreError> {
+        match self.vaultrs_error(error) {
+            StoreError::Server(404) => Ok(None),
+            other => Err(other),
+        }
+    }
+
     async fn with_timeout<T>(
         &self,
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -360,7 +368,8 @@ impl VaultHttpStore {
         let response = match vaultrs::api::exec_with_result(&*client, endpoint).await {
             Ok(response) => response,
             Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
-            Err(error) => return Err(self.vaultrs_error(error)),
+            // A soft-deleted version answers 404 with a body: still "not found".
+            Err(error) => return self.not_found_or(error),
         };
         let Some(object) = response.data.as_object() else {
             // A deleted or destroyed version reads as `data: null`.
@@ -404,7 +413,8 @@ impl VaultHttpStore {
                 match vaultrs::kv2::list(&*client, &layout.mount, &encode_path(folder)).await {
                     Ok(keys) => keys,
                     Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
-                    Err(error) => return Err(self.vaultrs_error(error)),
+                    // A soft-deleted version answers 404 with a body: still "not found".
+                    Err(error) => return self.not_found_or(error),
                 }
             }
             KvVersion::V1 => {

@@ -1,0 +1,783 @@
+//! End-to-end benchmark through a real mount (`cargo bench --bench e2e`): the
+//! release gbo-fs binary against the in-process Vault-API test server, side by
+//! side with the same files on a tmpfs and with direct HTTP GETs, printed as one
+//! table with the Issue 5 targets as ratios (PASS/FAIL), Vault request counts,
+//! daemon RSS and start-up time. Needs root and /dev/fuse; skips otherwise.
+//!
+//! Bounded: a watchdog kills the daemons, detaches the mounts and exits after
+//! `WATCHDOG`; every mount (tmpfs and gbo-fs) is also undone by a Drop guard,
+//! so a panic leaves nothing mounted.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use gbo_fs::daemon::is_mount_point;
+use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
+use serde_json::{Map, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gbo-fs");
+/// The whole run is cut off (mounts detached, daemons killed) after this.
+const WATCHDOG: Duration = Duration::from_secs(170);
+/// Bytes in every secret value.
+const VALUE_BYTES: usize = 100;
+/// Reader threads of the concurrent runs.
+const THREADS: usize = 8;
+/// open+read+close operations timed, single-threaded, per file system.
+const SINGLE_OPS: usize = 20_000;
+/// ... and per thread in the 8-thread runs.
+const OPS_PER_THREAD: usize = 10_000;
+/// Keys in the listed secret.
+const LIST_KEYS: usize = 1_000;
+/// `ls -l` runs timed per file system.
+const LIST_RUNS: usize = 100;
+/// Distinct pre-seeded secret paths, each read once through the mount (cache misses).
+const COLD_PATHS: usize = 300;
+/// Start-up measurements (a fresh daemon each).
+const STARTUP_RUNS: usize = 5;
+/// Memory phase: paths × keys per path, all read through the mount.
+const MEM_PATHS: usize = 1_000;
+const MEM_KEYS: usize = 100;
+/// Vault-load phase: keys over paths, read by `THREADS` threads.
+const LOAD_PATHS: usize = 5;
+const LOAD_KEYS_PER_PATH: usize = 10;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+// ---------------------------------------------------------------- cleanup
+
+/// Mountpoints and daemon pids the watchdog must clean up if the run overruns.
+static CLEANUP: Mutex<Vec<(PathBuf, Option<u32>)>> = Mutex::new(Vec::new());
+
+fn register(mountpoint: &Path, pid: Option<u32>) {
+    CLEANUP.lock().unwrap().push((mountpoint.to_path_buf(), pid));
+}
+
+fn unregister(mountpoint: &Path) {
+    CLEANUP.lock().unwrap().retain(|(m, _)| m != mountpoint);
+}
+
+fn detach(mountpoint: &Path) {
+    let _ = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH);
+}
+
+fn start_watchdog() {
+    std::thread::spawn(|| {
+        std::thread::sleep(WATCHDOG);
+        eprintln!("e2e: watchdog: run exceeded {WATCHDOG:?}; cleaning up and exiting");
+        for (mountpoint, pid) in CLEANUP.lock().unwrap().iter() {
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            detach(mountpoint);
+        }
+        std::process::exit(2);
+    });
+}
+
+/// A tmpfs mounted on a temporary directory, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount() -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir.path(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=64m,mode=0755"),
+        )
+        .expect("mount -t tmpfs");
+        register(dir.path(), None);
+        Tmpfs { dir }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        detach(self.dir.path());
+        unregister(self.dir.path());
+    }
+}
+
+/// A running `gbo-fs mount`, stopped and unmounted on drop.
+struct Daemon {
+    child: Option<Child>,
+    mountpoint: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Spawns the daemon and returns once the mount is listed in mountinfo and
+    /// statfs reaches it, with the time that took.
+    fn start(server: &TestVaultServer, extra: &[&str]) -> (Daemon, Duration) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mountpoint = dir.path().join("secrets");
+        let workdir = dir.path().join("work");
+        std::fs::create_dir_all(&mountpoint).unwrap();
+        std::fs::create_dir_all(&workdir).unwrap();
+        let log = File::create(dir.path().join("daemon.log")).unwrap();
+        let canonical = std::fs::canonicalize(&mountpoint).unwrap();
+        let started = Instant::now();
+        let child = Command::new(BIN)
+            .current_dir(&workdir)
+            .env_remove("RUST_LOG")
+            .env_remove("VAULT_CACHE_TTL")
+            .env("VAULT_ADDR", server.addr())
+            .env("VAULT_TOKEN", server.token())
+            .arg("mount")
+            .arg(&mountpoint)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn gbo-fs mount");
+        register(&mountpoint, Some(child.id()));
+        let mut daemon = Daemon {
+            child: Some(child),
+            mountpoint,
+            _dir: dir,
+        };
+        loop {
+            if is_mount_point(&canonical) && nix::sys::statfs::statfs(&canonical).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = daemon.child.as_mut().unwrap().try_wait() {
+                panic!("gbo-fs exited early with {status}: {}", daemon.log());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "not mounted within 20 s: {}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        let took = started.elapsed();
+        (daemon, took)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.mountpoint.join(relative)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The daemon's resident set size in bytes (VmRSS).
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
+    fn status(&self) -> Value {
+        let text = std::fs::read_to_string(self.path(".gbo-fs/status.json")).expect("status");
+        serde_json::from_str(&text).expect("status JSON")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if !matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if is_mount_point(&self.mountpoint) {
+            detach(&self.mountpoint);
+        }
+        unregister(&self.mountpoint);
+    }
+}
+
+// ---------------------------------------------------------------- measuring
+
+/// Latency samples of one run plus its wall time.
+struct Run {
+    samples: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Run {
+    fn new(mut samples: Vec<Duration>, wall: Duration) -> Run {
+        samples.sort_unstable();
+        Run { samples, wall }
+    }
+
+    fn percentile(&self, p: usize) -> Duration {
+        let index = (self.samples.len() * p / 100).min(self.samples.len() - 1);
+        self.samples[index]
+    }
+
+    fn p50(&self) -> Duration {
+        self.percentile(50)
+    }
+
+    fn p99(&self) -> Duration {
+        self.percentile(99)
+    }
+
+    fn ops_per_sec(&self) -> f64 {
+        self.samples.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+fn value(seed: usize) -> String {
+    let text = format!("value-{seed}-");
+    text.repeat(VALUE_BYTES / text.len() + 1)[..VALUE_BYTES].to_string()
+}
+
+fn object(keys: impl Iterator<Item = String>) -> Map<String, Value> {
+    keys.enumerate()
+        .map(|(i, k)| (k, Value::String(value(i))))
+        .collect()
+}
+
+/// open + read to EOF + close, like `cat`; returns the bytes read.
+fn open_read_close(path: &Path, buf: &mut [u8]) -> usize {
+    let mut file = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut total = 0;
+    loop {
+        match file.read(&mut buf[total..]).expect("read") {
+            0 => return total,
+            n => total += n,
+        }
+    }
+}
+
+/// `ls -l`: readdir plus lstat of every entry; returns the entry count.
+fn ls_l(dir: &Path) -> usize {
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let meta = entry.expect("entry").metadata().expect("lstat");
+        std::hint::black_box(meta.len());
+        count += 1;
+    }
+    count
+}
+
+/// Times `ops` open+read+close of the files, cycling through them.
+fn single_thread(files: &[PathBuf], ops: usize) -> Run {
+    let mut buf = vec![0u8; 4096];
+    let mut samples = Vec::with_capacity(ops);
+    let wall = Instant::now();
+    for i in 0..ops {
+        let start = Instant::now();
+        let n = open_read_close(&files[i % files.len()], &mut buf);
+        samples.push(start.elapsed());
+        assert_eq!(n, VALUE_BYTES);
+    }
+    Run::new(samples, wall.elapsed())
+}
+
+/// `THREADS` threads each timing `OPS_PER_THREAD` open+read+close of its own file.
+fn multi_thread(files: &[PathBuf]) -> Run {
+    let barrier = Barrier::new(THREADS + 1);
+    let (samples, wall) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let barrier = &barrier;
+                let file = &files[t % files.len()];
+                scope.spawn(move || {
+                    let mut buf = vec![0u8; 4096];
+                    let mut samples = Vec::with_capacity(OPS_PER_THREAD);
+                    barrier.wait();
+                    for _ in 0..OPS_PER_THREAD {
+                        let start = Instant::now();
+                        let n = open_read_close(file, &mut buf);
+                        samples.push(start.elapsed());
+                        assert_eq!(n, VALUE_BYTES);
+                    }
+                    samples
+                })
+            })
+            .collect();
+        barrier.wait();
+        let wall = Instant::now();
+        let samples: Vec<Duration> = workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("reader thread"))
+            .collect();
+        (samples, wall.elapsed())
+    });
+    Run::new(samples, wall)
+}
+
+fn listing(dir: &Path, runs: usize) -> Run {
+    let mut samples = Vec::with_capacity(runs);
+    let wall = Instant::now();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let count = ls_l(dir);
+        samples.push(start.elapsed());
+        assert_eq!(count, LIST_KEYS);
+    }
+    Run::new(samples, wall.elapsed())
+}
+
+// ---------------------------------------------------------------- report
+
+struct Report {
+    rows: Vec<String>,
+    targets: Vec<String>,
+    facts: Vec<String>,
+    failures: usize,
+}
+
+impl Report {
+    fn row(&mut self, name: &str, threads: usize, run: &Run) {
+        self.rows.push(format!(
+            "| {name:<38} | {threads:>7} | {:>9.1} | {:>9.1} | {:>10.0} |",
+            run.p50().as_secs_f64() * 1e6,
+            run.p99().as_secs_f64() * 1e6,
+            run.ops_per_sec()
+        ));
+    }
+
+    /// A target "measured ≤ limit" (or ≥ when `at_least`), shown as a ratio.
+    fn target(&mut self, name: &str, measured: f64, limit: f64, at_least: bool, unit: &str) {
+        let pass = if at_least {
+            measured >= limit
+        } else {
+            measured <= limit
+        };
+        if !pass {
+            self.failures += 1;
+        }
+        let op = if at_least { ">=" } else { "<=" };
+        self.targets.push(format!(
+            "| {name:<52} | {:>10} | {:>10} | {} |",
+            format!("{measured:.2}{unit}"),
+            format!("{op} {limit}{unit}"),
+            if pass { "PASS" } else { "FAIL" }
+        ));
+    }
+
+    fn fact(&mut self, text: String) {
+        self.facts.push(text);
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown cpu".into());
+    format!(
+        "nproc {cores}, kernel {}, {cpu}",
+        kernel.trim()
+    )
+}
+
+/// Requests to the KV mount (the daemon's periodic seal/token checks excluded).
+fn kv_requests(server: &TestVaultServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("secret/"))
+        .count()
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+// ---------------------------------------------------------------- main
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing here takes arguments.
+    println!("gbo-fs e2e benchmark (cargo bench --bench e2e)");
+    println!("machine: {}", machine());
+    let fuse = Path::new("/dev/fuse").exists() && nix::unistd::geteuid().is_root();
+    if !fuse {
+        println!("skipped: needs root and /dev/fuse");
+        return;
+    }
+    start_watchdog();
+    let run_started = Instant::now();
+    let mut report = Report {
+        rows: Vec::new(),
+        targets: Vec::new(),
+        facts: Vec::new(),
+        failures: 0,
+    };
+
+    // Vault with every data set the phases use.
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).expect("server");
+    let warm_keys: Vec<String> = (0..THREADS).map(|t| format!("k{t}")).collect();
+    server.put_secret("secret", "gbo/warm", object(warm_keys.iter().cloned()));
+    server.put_secret(
+        "secret",
+        "gbo/big",
+        object((0..LIST_KEYS).map(|i| format!("key{i:04}"))),
+    );
+    for p in 0..COLD_PATHS {
+        server.put_secret(
+            "secret",
+            &format!("gbo/cold/p{p:03}"),
+            object(std::iter::once("value".to_string())),
+        );
+    }
+    for p in 0..LOAD_PATHS {
+        server.put_secret(
+            "secret",
+            &format!("gbo/load/p{p}"),
+            object((0..LOAD_KEYS_PER_PATH).map(|k| format!("k{k}"))),
+        );
+    }
+    for p in 0..MEM_PATHS {
+        server.put_secret(
+            "secret",
+            &format!("gbo/mem/p{p:04}"),
+            object((0..MEM_KEYS).map(|k| format!("k{k:03}"))),
+        );
+    }
+
+    // The same files on a tmpfs.
+    let tmpfs = Tmpfs::mount();
+    std::fs::create_dir_all(tmpfs.path("gbo/warm")).unwrap();
+    std::fs::create_dir_all(tmpfs.path("gbo/big")).unwrap();
+    for (i, key) in warm_keys.iter().enumerate() {
+        std::fs::write(tmpfs.path(&format!("gbo/warm/{key}")), value(i)).unwrap();
+    }
+    for i in 0..LIST_KEYS {
+        std::fs::write(tmpfs.path(&format!("gbo/big/key{i:04}")), value(i)).unwrap();
+    }
+
+    // Start-up: spawn → listed in mountinfo and statfs answers (Vault already up).
+    let mut startups: Vec<Duration> = (0..STARTUP_RUNS)
+        .map(|_| Daemon::start(&server, &[]).1)
+        .collect();
+    startups.sort_unstable();
+    let startup_median = startups[startups.len() / 2];
+
+    server.reset_counts();
+    let (daemon, _) = Daemon::start(&server, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_rss = daemon.rss_bytes();
+    let startup_requests = server.total_requests();
+
+    // Warm reads, 1 thread.
+    let fuse_files: Vec<PathBuf> = warm_keys
+        .iter()
+        .map(|k| daemon.path(&format!("gbo/warm/{k}")))
+        .collect();
+    let tmpfs_files: Vec<PathBuf> = warm_keys
+        .iter()
+        .map(|k| tmpfs.path(&format!("gbo/warm/{k}")))
+        .collect();
+    single_thread(&fuse_files, 100);
+    single_thread(&tmpfs_files, 100);
+    let requests_before_warm = kv_requests(&server);
+    let served_before = daemon.status()["reads_served"].as_u64().unwrap_or(0);
+    let tmpfs_1 = single_thread(&tmpfs_files, SINGLE_OPS);
+    let fuse_1 = single_thread(&fuse_files, SINGLE_OPS);
+    let tmpfs_8 = multi_thread(&tmpfs_files);
+    let fuse_8 = multi_thread(&fuse_files);
+    let served_during_warm =
+        daemon.status()["reads_served"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(served_before + 1);
+    let warm_requests = kv_requests(&server) - requests_before_warm;
+    let warm_ops = SINGLE_OPS + THREADS * OPS_PER_THREAD;
+
+    // ls -l of 1,000 keys (warmed once first).
+    let fuse_big = daemon.path("gbo/big");
+    let tmpfs_big = tmpfs.path("gbo/big");
+    assert_eq!(ls_l(&fuse_big), LIST_KEYS);
+    ls_l(&tmpfs_big);
+    let requests_before_list = kv_requests(&server);
+    let tmpfs_ls = listing(&tmpfs_big, LIST_RUNS);
+    let fuse_ls = listing(&fuse_big, LIST_RUNS);
+    let list_requests = kv_requests(&server) - requests_before_list;
+
+    // Cold reads: each of COLD_PATHS-1 pre-seeded paths read once (the folder
+    // listing is warmed by reading p000 first), default TTL.
+    let mut buf = vec![0u8; 4096];
+    open_read_close(&daemon.path("gbo/cold/p000/value"), &mut buf);
+    let cold_gets_before = kv_requests(&server);
+    let mut cold_samples = Vec::new();
+    let cold_wall = Instant::now();
+    for p in 1..COLD_PATHS {
+        let path = daemon.path(&format!("gbo/cold/p{p:03}/value"));
+        let start = Instant::now();
+        let n = open_read_close(&path, &mut buf);
+        cold_samples.push(start.elapsed());
+        assert_eq!(n, VALUE_BYTES);
+    }
+    let cold = Run::new(cold_samples, cold_wall.elapsed());
+    let cold_requests = kv_requests(&server) - cold_gets_before;
+    let cold_gets: usize = (1..COLD_PATHS)
+        .map(|p| server.count("GET", &format!("secret/data/gbo/cold/p{p:03}")))
+        .sum();
+
+    // Vault load: THREADS readers × every key of LOAD_PATHS paths.
+    let load_before = kv_requests(&server);
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                let mut buf = vec![0u8; 4096];
+                for p in 0..LOAD_PATHS {
+                    for k in 0..LOAD_KEYS_PER_PATH {
+                        let path = daemon.path(&format!("gbo/load/p{p}/k{k}"));
+                        assert_eq!(open_read_close(&path, &mut buf), VALUE_BYTES);
+                    }
+                }
+            });
+        }
+    });
+    let load_gets: usize = (0..LOAD_PATHS)
+        .map(|p| server.count("GET", &format!("secret/data/gbo/load/p{p}")))
+        .sum();
+    let load_lists = server.count("LIST", "secret/metadata/gbo/load");
+    let load_requests = kv_requests(&server) - load_before;
+    let daemon_requests = server.total_requests();
+    let daemon_kv_requests = kv_requests(&server);
+    let daemon_connections = server.connections_accepted();
+
+    // Direct HTTP GETs of the same secrets by a kept-alive client.
+    let http = {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = reqwest::Client::new();
+        let token = server.token();
+        let addr = server.addr();
+        runtime.block_on(async {
+            let get = |p: usize| {
+                client
+                    .get(format!("{addr}/v1/secret/data/gbo/cold/p{p:03}"))
+                    .header("X-Vault-Token", &token)
+                    .send()
+            };
+            // Opens the kept-alive connection.
+            get(0).await.unwrap().bytes().await.unwrap();
+            let mut samples = Vec::new();
+            let wall = Instant::now();
+            for p in 1..COLD_PATHS {
+                let start = Instant::now();
+                let response = get(p).await.expect("GET");
+                assert!(response.status().is_success());
+                let body = response.bytes().await.expect("body");
+                samples.push(start.elapsed());
+                assert!(body.len() > VALUE_BYTES);
+            }
+            Run::new(samples, wall.elapsed())
+        })
+    };
+    drop(daemon);
+
+    // Memory: a fresh daemon, MEM_PATHS × MEM_KEYS values all read through it.
+    let (mem_daemon, _) = Daemon::start(&server, &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mem_idle_rss = mem_daemon.rss_bytes();
+    let mem_started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..THREADS {
+            let mem_daemon = &mem_daemon;
+            scope.spawn(move || {
+                let mut buf = vec![0u8; 4096];
+                for p in (t..MEM_PATHS).step_by(THREADS) {
+                    for k in 0..MEM_KEYS {
+                        let path = mem_daemon.path(&format!("gbo/mem/p{p:04}/k{k:03}"));
+                        assert_eq!(open_read_close(&path, &mut buf), VALUE_BYTES);
+                    }
+                }
+            });
+        }
+    });
+    let mem_took = mem_started.elapsed();
+    let mem_rss = mem_daemon.rss_bytes();
+    let mem_entries = mem_daemon.status()["cache"]["entries"]
+        .as_u64()
+        .unwrap_or(0);
+    drop(mem_daemon);
+    drop(tmpfs);
+
+    // ------------------------------------------------------------ the table
+    report.row("tmpfs warm open+read+close", 1, &tmpfs_1);
+    report.row("gbo-fs warm open+read+close", 1, &fuse_1);
+    report.row("tmpfs warm open+read+close", THREADS, &tmpfs_8);
+    report.row("gbo-fs warm open+read+close", THREADS, &fuse_8);
+    report.row("gbo-fs cold read (cache miss, 1 GET)", 1, &cold);
+    report.row("direct HTTP GET (reqwest, kept alive)", 1, &http);
+    report.row("tmpfs ls -l, 1,000 entries", 1, &tmpfs_ls);
+    report.row("gbo-fs ls -l, 1,000 entries (warm)", 1, &fuse_ls);
+
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    report.target(
+        "warm read p50, 1 thread: gbo-fs / tmpfs",
+        ratio(fuse_1.p50(), tmpfs_1.p50()),
+        1.5,
+        false,
+        "x",
+    );
+    report.target(
+        &format!("warm read throughput, {THREADS} threads: gbo-fs / tmpfs"),
+        fuse_8.ops_per_sec() / tmpfs_8.ops_per_sec(),
+        0.5,
+        true,
+        "x",
+    );
+    report.target(
+        "ls -l 1,000 entries p50: gbo-fs / tmpfs",
+        ratio(fuse_ls.p50(), tmpfs_ls.p50()),
+        2.0,
+        false,
+        "x",
+    );
+    report.target(
+        "cold read p50: gbo-fs / direct HTTP GET",
+        ratio(cold.p50(), http.p50()),
+        1.3,
+        false,
+        "x",
+    );
+    report.target(
+        "idle daemon RSS / 16 MiB",
+        idle_rss as f64 / (16.0 * MIB),
+        1.0,
+        false,
+        "x",
+    );
+    report.target(
+        "RSS with 100k cached keys / 64 MiB",
+        mem_rss as f64 / (64.0 * MIB),
+        1.0,
+        false,
+        "x",
+    );
+    report.target(
+        "start-up median / 100 ms",
+        startup_median.as_secs_f64() / 0.1,
+        1.0,
+        false,
+        "x",
+    );
+    report.target(
+        &format!("Vault GETs for {THREADS} readers over {LOAD_PATHS} paths / {LOAD_PATHS}"),
+        load_gets as f64 / LOAD_PATHS as f64,
+        1.0,
+        false,
+        "x",
+    );
+
+    report.fact(format!(
+        "warm phase: {warm_ops} open+read+close on gbo-fs -> {warm_requests} KV requests, \
+         {served_during_warm} reads reached the daemon (page cache served the rest)"
+    ));
+    report.fact(format!(
+        "ls -l phase: {} listings -> {list_requests} KV requests",
+        LIST_RUNS + 1
+    ));
+    report.fact(format!(
+        "cold phase: {} distinct paths read once -> {cold_gets} GETs of them, {cold_requests} KV requests in all",
+        COLD_PATHS - 1
+    ));
+    report.fact(format!(
+        "load phase: {THREADS} threads x {} keys over {LOAD_PATHS} paths -> {load_gets} GETs, \
+         {load_lists} LIST of the folder, {load_requests} KV requests in all",
+        LOAD_PATHS * LOAD_KEYS_PER_PATH
+    ));
+    report.fact(format!(
+        "daemon total: {daemon_requests} Vault requests ({daemon_kv_requests} to the KV mount, \
+         {startup_requests} at start-up) over {daemon_connections} TCP connection(s)"
+    ));
+    report.fact(format!(
+        "RSS: idle {:.1} MiB (second daemon idle {:.1} MiB); after reading {} keys of {VALUE_BYTES} B \
+         ({MEM_PATHS} paths x {MEM_KEYS}) in {:.1} s: {:.1} MiB, cache entries {mem_entries}",
+        idle_rss as f64 / MIB,
+        mem_idle_rss as f64 / MIB,
+        MEM_PATHS * MEM_KEYS,
+        mem_took.as_secs_f64(),
+        mem_rss as f64 / MIB
+    ));
+    report.fact(format!(
+        "start-up (spawn -> in mountinfo and statfs ok), {STARTUP_RUNS} runs: min {:.1} ms, \
+         median {:.1} ms, max {:.1} ms",
+        startups[0].as_secs_f64() * 1e3,
+        startup_median.as_secs_f64() * 1e3,
+        startups[startups.len() - 1].as_secs_f64() * 1e3
+    ));
+    report.fact(format!(
+        "cold reads: pre-seeded distinct paths, each read once through the mount with the \
+         default cache TTL; HTTP: GET /v1/secret/data/gbo/cold/pNNN; values {VALUE_BYTES} B"
+    ));
+
+    println!();
+    println!(
+        "| {:<38} | {:>7} | {:>9} | {:>9} | {:>10} |",
+        "operation", "threads", "p50 µs", "p99 µs", "ops/s"
+    );
+    println!("|{:-<40}|{:-<9}|{:-<11}|{:-<11}|{:-<12}|", "", "", "", "", "");
+    for row in &report.rows {
+        println!("{row}");
+    }
+    println!();
+    println!(
+        "| {:<52} | {:>10} | {:>10} | result |",
+        "target", "measured", "target"
+    );
+    println!("|{:-<54}|{:-<12}|{:-<12}|--------|", "", "", "");
+    for target in &report.targets {
+        println!("{target}");
+    }
+    println!();
+    for fact in &report.facts {
+        println!("- {fact}");
+    }
+    println!(
+        "- listing p99: tmpfs {:.0} µs, gbo-fs {:.0} µs (runs past the 1 s kernel TTL look every entry up again)",
+        us(tmpfs_ls.p99()),
+        us(fuse_ls.p99())
+    );
+    println!(
+        "\n{} of {} targets failed; run took {:.1} s",
+        report.failures,
+        report.targets.len(),
+        run_started.elapsed().as_secs_f64()
+    );
+    drop(server);
+}

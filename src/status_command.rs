@@ -1,0 +1,151 @@
+//! `gbo-fs status`: Vault's health as gbo-fs sees it (reachable, sealed, KV
+//! layout, token lease) plus the serving daemon's counters, read from the
+//! hidden control file `MOUNTPOINT/.gbo-fs/status.json`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::{json, Value};
+
+use crate::daemon;
+use crate::fs::{CONTROL_DIR, STATUS_FILE};
+use crate::settings::Settings;
+use crate::vault::{SecretStore, StoreError};
+
+/// Runs the checks and prints them; exit 0 only when Vault is reachable,
+/// unsealed and the token is valid.
+pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<ExitCode, String> {
+    let runtime = daemon::runtime().map_err(|e| e.to_string())?;
+    let (store, _) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
+    let report = runtime.block_on(async {
+        let seal = store.status().await;
+        let (reachable, sealed, version, vault_error) = match &seal {
+            Ok(s) => (true, s.sealed, s.version.clone(), None),
+            Err(e @ StoreError::Unreachable(_)) | Err(e @ StoreError::Timeout(_)) => {
+                (false, true, None, Some(e.to_string()))
+            }
+            Err(e) => (true, true, None, Some(e.to_string())),
+        };
+        let layout = if reachable && !sealed {
+            match store.layout().await {
+                Ok(l) => {
+                    json!({"mount": l.mount, "version": l.version.to_string(), "base": l.base})
+                }
+                Err(e) => json!({"error": e.to_string()}),
+            }
+        } else {
+            Value::Null
+        };
+        let token = if reachable && !sealed {
+            token_report(&store).await
+        } else {
+            json!({"valid": Value::Null})
+        };
+        json!({
+            "vault": {
+                "address": settings.connection.addr,
+                "reachable": reachable,
+                "sealed": sealed,
+                "version": version,
+                "error": vault_error,
+                "kv": layout,
+            },
+            "token": token,
+        })
+    });
+    let mut report = report;
+    report["daemon"] = daemon_report(mountpoint);
+    let healthy = report["vault"]["reachable"] == true
+        && report["vault"]["sealed"] == false
+        && report["token"]["valid"] == true;
+    report["healthy"] = json!(healthy);
+    if as_json {
+        println!("{report:#}");
+    } else {
+        print_human(&report, mountpoint);
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// lookup-self: TTL, renewable flag, policies. Never the token itself.
+async fn token_report(store: &crate::vault::http::VaultHttpStore) -> Value {
+    match store
+        .request_json("GET", "auth/token/lookup-self", None)
+        .await
+    {
+        Ok(Some(answer)) => {
+            let data = &answer["data"];
+            json!({
+                "valid": true,
+                "ttl_secs": data.get("ttl").and_then(Value::as_u64),
+                "renewable": data.get("renewable").and_then(Value::as_bool),
+                "policies": data.get("policies").cloned().unwrap_or(Value::Null),
+            })
+        }
+        Ok(None) => json!({"valid": true, "note": "this server has no auth/token/lookup-self"}),
+        Err(StoreError::PermissionDenied) => {
+            json!({"valid": false, "error": "Vault answered 403 to lookup-self"})
+        }
+        Err(e) => json!({"valid": Value::Null, "error": e.to_string()}),
+    }
+}
+
+/// The serving daemon's counters, or `null` when nothing serves `mountpoint`.
+fn daemon_report(mountpoint: &Path) -> Value {
+    let file = mountpoint.join(CONTROL_DIR).join(STATUS_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
+fn print_human(report: &Value, mountpoint: &Path) {
+    let vault = &report["vault"];
+    println!("vault      {}", vault["address"].as_str().unwrap_or("?"));
+    println!("reachable  {}", vault["reachable"]);
+    println!("sealed     {}", vault["sealed"]);
+    if let Some(version) = vault["version"].as_str() {
+        println!("version    {version}");
+    }
+    if let Some(error) = vault["error"].as_str() {
+        println!("error      {error}");
+    }
+    if vault["kv"].is_object() {
+        let kv = &vault["kv"];
+        match kv["error"].as_str() {
+            Some(error) => println!("kv         {error}"),
+            None => println!(
+                "kv         mount `{}` (KV v{}){}",
+                kv["mount"].as_str().unwrap_or("?"),
+                kv["version"].as_str().unwrap_or("?"),
+                kv["base"]
+                    .as_str()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| format!(" at `{b}`"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+    let token = &report["token"];
+    println!(
+        "token      valid={} ttl={} renewable={} policies={}",
+        token["valid"], token["ttl_secs"], token["renewable"], token["policies"]
+    );
+    let daemon = &report["daemon"];
+    if daemon.is_null() {
+        println!("daemon     not serving {}", mountpoint.display());
+    } else {
+        let cache = &daemon["cache"];
+        println!(
+            "daemon     pid {} up {}s; cache {} entries, hit ratio {:.2}, {} stale serves; {} Vault requests, {} errors",
+            daemon["pid"], daemon["uptime_secs"], cache["entries"],
+            cache["hit_ratio"].as_f64().unwrap_or(0.0), cache["stale_serves"],
+            daemon["vault_requests"], daemon["vault_errors"]
+        );
+    }
+    println!("healthy    {}", report["healthy"]);
+}

@@ -1,0 +1,96 @@
+//! `gbo-fs status`: its JSON fields and its exit codes when Vault is healthy,
+//! sealed, down, or the token is invalid.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fuse_available, gbo_fs, run_bounded, Mount};
+use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
+use serde_json::Value;
+
+fn status_json(addr: &str, token: &str, mountpoint: &std::path::Path) -> (Option<i32>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = gbo_fs(addr, token, dir.path());
+    command
+        .args(["--vault-timeout", "1", "status", "--json"])
+        .arg(mountpoint);
+    let output = run_bounded(command, Duration::from_secs(30));
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&output.stdout)));
+    (output.status.code(), report)
+}
+
+#[test]
+fn a_healthy_vault_reports_layout_and_token_and_exits_zero() {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    let nowhere = tempfile::tempdir().unwrap();
+    let (code, report) = status_json(&server.addr(), &server.token(), nowhere.path());
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["vault"]["reachable"], true);
+    assert_eq!(report["vault"]["sealed"], false);
+    assert_eq!(report["vault"]["address"], server.addr());
+    assert_eq!(report["vault"]["version"], "1.15.0-gbo-test");
+    assert_eq!(report["vault"]["kv"]["mount"], "secret");
+    assert_eq!(report["vault"]["kv"]["version"], "2");
+    assert_eq!(report["token"]["valid"], true);
+    assert!(report["token"]["policies"].is_array());
+    assert!(report["token"]["renewable"].is_boolean());
+    assert!(report["daemon"].is_null(), "nothing serves that mountpoint");
+    assert!(
+        !report.to_string().contains(&server.token()),
+        "the token is never printed"
+    );
+}
+
+#[test]
+fn sealed_down_and_invalid_token_each_exit_non_zero() {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    let nowhere = tempfile::tempdir().unwrap();
+    let (code, report) = status_json(&server.addr(), "wrong-token", nowhere.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(report["token"]["valid"], false);
+    assert!(!report.to_string().contains("wrong-token"));
+
+    server.seal();
+    let (code, report) = status_json(&server.addr(), &server.token(), nowhere.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        (
+            report["vault"]["reachable"].clone(),
+            report["vault"]["sealed"].clone()
+        ),
+        (Value::Bool(true), Value::Bool(true))
+    );
+
+    let addr = server.addr();
+    server.stop();
+    let (code, report) = status_json(&addr, "t", nowhere.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(report["vault"]["reachable"], false);
+    assert_eq!(report["healthy"], false);
+}
+
+#[test]
+fn a_serving_daemon_reports_its_counters() {
+    if !fuse_available() {
+        return;
+    }
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-status")]);
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    for _ in 0..3 {
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap();
+    }
+    let (code, report) = status_json(&server.addr(), &server.token(), &mount.mountpoint);
+    assert_eq!(code, Some(0));
+    let daemon = &report["daemon"];
+    assert_eq!(daemon["pid"], mount.child.as_ref().unwrap().id());
+    assert_eq!(daemon["cache"]["entries"], 1);
+    assert!(daemon["cache"]["hit_ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(daemon["cache"]["stale_serves"], 0);
+    assert!(daemon["vault_requests"].as_u64().unwrap() >= 1);
+    assert_eq!(daemon["vault_errors"], 0);
+    assert!(daemon["uptime_secs"].is_u64());
+    assert!(!report.to_string().contains("sk-status"));
+}

@@ -1,0 +1,300 @@
+//! The token lifecycle against the test server: renewal at 2/3 of the TTL, AppRole login and
+//! re-login, a clear start-up error for an invalid token, and no token in any output.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{fuse_available, gbo_fs, run_bounded, wait_until, Mount};
+use gbo_fs::testing::vault_server::{TestAppRole, TestVaultConfig, TestVaultServer};
+use gbo_fs::token::AppRoleLogin;
+use gbo_fs::upkeep::UpkeepSettings;
+use gbo_fs::vault::http::{VaultConnection, VaultHttpStore};
+use gbo_fs::vault::layout::LayoutOverrides;
+use gbo_fs::vault::SecretStore;
+use zeroize::Zeroizing;
+
+const LIMIT: Duration = Duration::from_secs(30);
+const ROLE_ID: &str = "role-id-for-test";
+const SECRET_ID: &str = "secret-id-never-printed";
+
+fn server_with(config: TestVaultConfig) -> TestVaultServer {
+    let server = TestVaultServer::start(config).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-token-test")]);
+    server
+}
+
+fn store_for(server: &TestVaultServer, token: &str) -> Arc<VaultHttpStore> {
+    Arc::new(
+        VaultHttpStore::new(
+            VaultConnection {
+                addr: server.addr(),
+                token: Zeroizing::new(token.to_string()),
+                ca_cert: None,
+                skip_verify: false,
+                namespace: None,
+                timeout: Duration::from_secs(5),
+                max_secret_bytes: 1 << 20,
+            },
+            "gbo",
+            LayoutOverrides::default(),
+        )
+        .unwrap(),
+    )
+}
+
+fn approle_login() -> AppRoleLogin {
+    AppRoleLogin {
+        mount: "approle".into(),
+        role_id: ROLE_ID.into(),
+        secret_id: Zeroizing::new(SECRET_ID.into()),
+    }
+}
+
+fn read_works(runtime: &tokio::runtime::Runtime, store: &VaultHttpStore) -> bool {
+    matches!(runtime.block_on(store.read_secret("gbo/llm")), Ok(Some(_)))
+}
+
+#[test]
+fn a_renewable_token_is_renewed_at_two_thirds_of_its_ttl_and_reads_outlive_the_ttl() {
+    let ttl = Duration::from_secs(3);
+    let server = server_with(TestVaultConfig {
+        token_ttl: Some(ttl),
+        token_renewable: true,
+        ..TestVaultConfig::default()
+    });
+    let runtime = gbo_fs::daemon::runtime().unwrap();
+    let store = store_for(&server, &server.token());
+    let started = Instant::now();
+    gbo_fs::upkeep::start(store.clone(), UpkeepSettings::default(), &runtime).unwrap();
+    assert_eq!(server.renewals(), 0, "nothing is renewed at start");
+
+    assert!(wait_until(Duration::from_secs(10), || server.renewals() >= 1));
+    // lookup-self reports whole seconds left (2 of the 3 by now, perhaps), so the first
+    // renewal is due at 2/3 of that: not before about 1.3 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "renewed after {:?}, well before 2/3 of the {ttl:?} TTL",
+        started.elapsed()
+    );
+    assert!(wait_until(Duration::from_secs(10), || server.renewals() >= 3));
+    assert!(started.elapsed() > ttl, "the original TTL has passed");
+    assert!(
+        read_works(&runtime, &store),
+        "reads work past the original TTL"
+    );
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn a_root_token_that_never_expires_needs_no_requests() {
+    let server = server_with(TestVaultConfig::default());
+    let runtime = gbo_fs::daemon::runtime().unwrap();
+    let store = store_for(&server, &server.token());
+    let settings = UpkeepSettings {
+        check_interval: Duration::from_millis(100),
+        ..UpkeepSettings::default()
+    };
+    gbo_fs::upkeep::start(store, settings, &runtime).unwrap();
+    let after_start = server.total_requests();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(server.total_requests(), after_start);
+    assert_eq!(server.count("GET", "auth/token/lookup-self"), 1);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn approle_logs_in_at_start_and_again_before_a_non_renewable_token_expires() {
+    let ttl = Duration::from_secs(3);
+    let server = server_with(TestVaultConfig {
+        approle: Some(TestAppRole {
+            renewable: false,
+            ..TestAppRole::new(ROLE_ID, SECRET_ID, ttl)
+        }),
+        ..TestVaultConfig::default()
+    });
+    let runtime = gbo_fs::daemon::runtime().unwrap();
+    let store = store_for(&server, "");
+    let settings = UpkeepSettings {
+        approle: Some(approle_login()),
+        ..UpkeepSettings::default()
+    };
+    let started = Instant::now();
+    gbo_fs::upkeep::start(store.clone(), settings, &runtime).unwrap();
+    assert_eq!(server.approle_logins(), 1);
+    assert!(read_works(&runtime, &store));
+
+    assert!(wait_until(Duration::from_secs(15), || {
+        server.approle_logins() >= 3
+    }));
+    assert!(started.elapsed() > ttl);
+    assert!(
+        read_works(&runtime, &store),
+        "reads work past the first token's TTL"
+    );
+    assert_eq!(server.renewals(), 0);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn approle_logs_in_again_when_vault_refuses_to_renew_an_expired_token() {
+    let server = server_with(TestVaultConfig {
+        approle: Some(TestAppRole::new(ROLE_ID, SECRET_ID, Duration::from_secs(3))),
+        ..TestVaultConfig::default()
+    });
+    let runtime = gbo_fs::daemon::runtime().unwrap();
+    let store = store_for(&server, "");
+    let settings = UpkeepSettings {
+        approle: Some(approle_login()),
+        ..UpkeepSettings::default()
+    };
+    gbo_fs::upkeep::start(store.clone(), settings, &runtime).unwrap();
+    assert_eq!(server.approle_logins(), 1);
+    server.expire_all_tokens();
+    assert!(
+        !read_works(&runtime, &store),
+        "the expired token is refused"
+    );
+
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.approle_logins() >= 2
+    }));
+    assert!(read_works(&runtime, &store), "the new token reads again");
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
+fn get_with_an_invalid_token_fails_with_a_clear_message() {
+    let server = server_with(TestVaultConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut get = gbo_fs(&server.addr(), "s.invalid-token-value", dir.path());
+    get.args(["-vv", "get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("VAULT_TOKEN is not valid (Vault answered 403 to lookup-self)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s.invalid-token-value"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn mount_with_an_invalid_token_exits_non_zero_before_mounting() {
+    let server = server_with(TestVaultConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let mut mount = gbo_fs(&server.addr(), "s.invalid-token-value", dir.path());
+    mount.arg("mount").arg(dir.path().join("secrets"));
+    let output = run_bounded(mount, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("VAULT_TOKEN is not valid"), "{stderr}");
+    assert!(!stderr.contains("s.invalid-token-value"), "{stderr}");
+}
+
+#[test]
+fn get_logs_in_with_approle_and_never_prints_the_credentials_or_the_token() {
+    let server = server_with(TestVaultConfig {
+        approle: Some(TestAppRole::new(
+            ROLE_ID,
+            SECRET_ID,
+            Duration::from_secs(60),
+        )),
+        ..TestVaultConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut get = gbo_fs(&server.addr(), "", dir.path());
+    get.env_remove("VAULT_TOKEN")
+        .env("VAULT_ROLE_ID", ROLE_ID)
+        .env("VAULT_SECRET_ID", SECRET_ID)
+        .args(["-vv", "get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.stdout, b"sk-token-test");
+    assert_eq!(server.approle_logins(), 1);
+    for secret in [SECRET_ID, "s.approle-"] {
+        assert!(!stderr.contains(secret), "{secret} printed:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_refused_approle_login_is_a_clear_error() {
+    let server = server_with(TestVaultConfig {
+        approle: Some(TestAppRole::new(
+            ROLE_ID,
+            "another-secret",
+            Duration::from_secs(60),
+        )),
+        ..TestVaultConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut get = gbo_fs(&server.addr(), "", dir.path());
+    get.env_remove("VAULT_TOKEN")
+        .env("VAULT_ROLE_ID", ROLE_ID)
+        .env("VAULT_SECRET_ID", SECRET_ID)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("AppRole login at auth/approle/login was refused (HTTP 400)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET_ID), "{stderr}");
+}
+
+#[test]
+fn a_mounted_daemon_keeps_reading_past_the_token_ttl_and_never_logs_the_token() {
+    if !fuse_available() {
+        return;
+    }
+    let server = server_with(TestVaultConfig {
+        token: "s.daemon-token-never-logged".into(),
+        token_ttl: Some(Duration::from_secs(3)),
+        token_renewable: true,
+        ..TestVaultConfig::default()
+    });
+    let mount = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["-vv", "--cache-ttl", "0"],
+    );
+    let started = Instant::now();
+    assert!(wait_until(Duration::from_secs(15), || {
+        server.renewals() >= 2 && started.elapsed() > Duration::from_secs(4)
+    }));
+    assert_eq!(
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-token-test"
+    );
+    let log = mount.log_text();
+    assert!(!log.contains("s.daemon-token-never-logged"), "{log}");
+}
+
+#[test]
+fn a_daemon_warns_when_its_token_expires_soon_and_cannot_be_renewed() {
+    if !fuse_available() {
+        return;
+    }
+    let server = server_with(TestVaultConfig {
+        token: "s.short-lived-token".into(),
+        token_ttl: Some(Duration::from_secs(120)),
+        token_renewable: false,
+        ..TestVaultConfig::default()
+    });
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || mount
+            .log_text()
+            .contains("is not renewable")),
+        "{}",
+        mount.log_text()
+    );
+    let log = mount.log_text();
+    assert!(log.contains("the Vault token expires in"), "{log}");
+    assert!(!log.contains("s.short-lived-token"), "{log}");
+    assert_eq!(server.renewals(), 0);
+}
