@@ -191,3 +191,27 @@ mod tests {
         assert!(printed.contains("VAULT_TOKEN") && !printed.contains("hvs.secret-token"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary text never panics the parser, and an error names a line that exists.
+        #[test]
+        fn arbitrary_text_parses_or_names_an_existing_line(text in "(?s).{0,400}") {
+            match DotEnv::parse(&text) {
+                Ok(_) => {}
+                Err((line, _)) => prop_assert!(line >= 1 && line <= text.lines().count().max(1)),
+            }
+        }
+
+        /// Well-formed assignments always read back their value.
+        #[test]
+        fn assignments_read_back(name in "[A-Z_][A-Z0-9_]{0,20}", value in "[^\r\n\"'#]{0,40}") {
+            let env = DotEnv::parse(&format!("{name}={value}\n")).unwrap();
+            prop_assert_eq!(env.get(&name), Some(value.trim()));
+        }
+    }
+}

@@ -46,6 +46,8 @@ pub enum FsError {
     ReadOnly,
     #[error("bad file handle")]
     BadHandle,
+    #[error("file name too long")]
+    NameTooLong,
     #[error("{path}: {source}")]
     Store { path: String, source: StoreError },
     #[error("file operation timed out after {0:?}")]
@@ -65,6 +67,7 @@ impl FsError {
             FsError::IsADirectory => libc::EISDIR,
             FsError::ReadOnly => libc::EROFS,
             FsError::BadHandle => libc::EBADF,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::Store { source, .. } => source.errno(),
             FsError::TimedOut(_) | FsError::Unresolved { .. } | FsError::Source { .. } => libc::EIO,
         }
@@ -578,6 +581,9 @@ impl SecretFs {
 
     async fn lookup_unbounded(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         let name = name.to_str().ok_or(FsError::NotFound)?;
+        if name.len() > MAX_NAME_BYTES {
+            return Err(FsError::NameTooLong);
+        }
         if !is_valid_file_name(name) {
             return Err(FsError::NotFound);
         }

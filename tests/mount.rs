@@ -322,3 +322,114 @@ fn a_mount_comes_up_while_vault_is_down_and_reads_fail_with_eio() {
         .unwrap_err();
     assert_eq!(errno_of(&error), libc::EIO);
 }
+
+#[test]
+fn sighup_drops_the_cache_so_the_next_read_sees_vault_now() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "300"]);
+    let key = mount.path("gbo/llm/openai_key");
+    assert_eq!(std::fs::read(&key).unwrap(), b"sk-openai-123");
+    server.put_str("secret", "gbo/llm", &[("openai_key", "after-sighup")]);
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        b"sk-openai-123",
+        "cached for 300 s"
+    );
+    let pid = nix::unistd::Pid::from_raw(mount.child.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
+    let fresh = common::wait_until(Duration::from_secs(10), || {
+        std::fs::read(&key).ok() == Some(b"after-sighup".to_vec())
+    });
+    assert!(fresh, "SIGHUP did not drop the cache");
+    assert!(mount.child.as_ref().is_some(), "the daemon keeps running");
+}
+
+#[test]
+fn systemd_is_told_ready_once_the_mount_is_up() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mountpoint = dir.path().join("secrets");
+    let mount = Mount::start_with_env(
+        dir,
+        mountpoint,
+        &server.addr(),
+        &server.token(),
+        &[],
+        &[("NOTIFY_SOCKET", socket_path.as_os_str())],
+    );
+    let mut buffer = [0u8; 256];
+    let length = socket.recv(&mut buffer).expect("a notification");
+    assert_eq!(&buffer[..length], b"READY=1");
+    assert_eq!(
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-openai-123"
+    );
+}
+
+#[test]
+fn odd_names_deep_paths_and_long_names_fail_cleanly_and_the_daemon_keeps_serving() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    server.put_str(
+        "secret",
+        "gbo/odd",
+        &[("with space", "s"), ("ünïcødé", "u"), ("a?b#c", "q")],
+    );
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    assert_eq!(
+        std::fs::read(mount.path("gbo/odd/with space")).unwrap(),
+        b"s"
+    );
+    assert_eq!(std::fs::read(mount.path("gbo/odd/ünïcødé")).unwrap(), b"u");
+    assert_eq!(std::fs::read(mount.path("gbo/odd/a?b#c")).unwrap(), b"q");
+    let deep = format!("gbo/{}", vec!["d"; 200].join("/"));
+    assert_eq!(
+        errno_of(&std::fs::read(mount.path(&deep)).unwrap_err()),
+        libc::ENOENT
+    );
+    let long = format!("gbo/{}", "n".repeat(255));
+    assert_eq!(
+        errno_of(&std::fs::read(mount.path(&long)).unwrap_err()),
+        libc::ENOENT
+    );
+    let too_long = format!("gbo/{}", "n".repeat(300));
+    assert_eq!(
+        errno_of(&std::fs::read(mount.path(&too_long)).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+        b"sk-openai-123"
+    );
+}
+
+#[test]
+fn prefix_serves_another_namespace() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    server.put_str("secret", "other/app", &[("k", "other-namespace")]);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--prefix", "other"]);
+    assert_eq!(
+        std::fs::read(mount.path("other/app/k")).unwrap(),
+        b"other-namespace"
+    );
+    assert_eq!(
+        errno_of(&std::fs::read_dir(mount.path("gbo")).unwrap_err()),
+        libc::ENOENT
+    );
+}

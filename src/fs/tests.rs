@@ -134,7 +134,7 @@ async fn keys_that_are_not_valid_file_names_are_hidden() {
     assert_eq!(names(&fs, "gbo/odd").await, vec!["ok"]);
     assert_eq!(
         cat(&fs, &format!("gbo/odd/{long}")).await,
-        Err(FsError::NotFound)
+        Err(FsError::NameTooLong)
     );
 }
 
@@ -586,4 +586,31 @@ async fn a_huge_config_csv_with_invalid_utf8_renders_completely() {
     ]
     .concat();
     assert_eq!(rendered, expected);
+}
+
+#[tokio::test]
+async fn vault_concurrency_caps_requests_in_flight() {
+    let store = Arc::new(MemoryStore::new());
+    for i in 0..24 {
+        store.put_str(&format!("gbo/p{i}"), &[("k", "v")]);
+    }
+    store.delay("gbo/p", Duration::from_millis(30));
+    let mut config = FsConfig::new("gbo");
+    config.vault_concurrency = 4;
+    let fs = Arc::new(SecretFs::new(store.clone(), config));
+    let readers: Vec<_> = (0..24)
+        .map(|i| {
+            let fs = fs.clone();
+            tokio::spawn(async move { fs.secret(&format!("gbo/p{i}")).await })
+        })
+        .collect();
+    for reader in readers {
+        assert!(reader.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(store.reads(), 24);
+    assert_eq!(
+        store.max_concurrent_reads(),
+        4,
+        "never more than --vault-concurrency at once"
+    );
 }

@@ -246,3 +246,45 @@ mod tests {
         assert_eq!(KvVersion::parse("3"), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::vault::http::encode_path;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every logical path below the prefix maps inside the mount and keeps its tail.
+        #[test]
+        fn logical_paths_map_inside_the_mount(tail in "[a-zA-Z0-9 _.?#%-]{1,20}(/[a-zA-Z0-9 _.-]{1,20}){0,5}") {
+            for layout in [
+                KvLayout::for_mount("gbo", "gbo", KvVersion::V1),
+                KvLayout::for_mount("gbo", "gbo", KvVersion::V2),
+                KvLayout::for_mount("gbo", "secret", KvVersion::V2),
+            ] {
+                let logical = format!("gbo/{tail}");
+                let read = layout.read_api_path(&logical);
+                let mount_prefix = format!("{}/", layout.mount);
+                prop_assert!(read.starts_with(&mount_prefix));
+                prop_assert!(read.ends_with(&tail));
+                let list = layout.list_api_path(&logical);
+                let folder = format!("{}/", tail);
+                prop_assert!(list.ends_with(&folder));
+                // Encoding never lets a segment escape: no raw `?`, `#` or `%` remain
+                // outside escapes, and the number of segments is unchanged.
+                let encoded = encode_path(&read);
+                prop_assert!(!encoded.contains('?') && !encoded.contains('#'));
+                prop_assert_eq!(encoded.split('/').count(), read.split('/').count());
+            }
+        }
+
+        /// File-name validity matches the kernel's rules.
+        #[test]
+        fn valid_file_names_follow_the_kernel_rules(name in "(?s).{0,300}") {
+            let valid = crate::fs::is_valid_file_name(&name);
+            let expected = !name.is_empty() && name != "." && name != ".."
+                && !name.contains('/') && !name.contains('\0') && name.len() <= 255;
+            prop_assert_eq!(valid, expected);
+        }
+    }
+}

@@ -19,6 +19,8 @@ pub struct MemoryStore {
     sealed: Mutex<bool>,
     reads: AtomicUsize,
     lists: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     read_log: Mutex<Vec<String>>,
 }
 
@@ -94,6 +96,11 @@ impl MemoryStore {
             .count()
     }
 
+    /// The most reads that were ever in progress at once.
+    pub fn max_concurrent_reads(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Number of `list_folder` calls so far.
     pub fn lists(&self) -> usize {
         self.lists.load(Ordering::SeqCst)
@@ -132,7 +139,11 @@ impl SecretStore for MemoryStore {
     async fn read_secret(&self, path: &str) -> Result<Option<Secret>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.read_log.lock().unwrap().push(path.to_string());
-        self.before_operation(path).await?;
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let waited = self.before_operation(path).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        waited?;
         let secrets = self.secrets.lock().unwrap();
         Ok(secrets.get(path).map(|object| {
             let mut secret = Secret::from_json_object(object);

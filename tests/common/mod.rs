@@ -90,6 +90,18 @@ impl Mount {
         token: &str,
         extra: &[&str],
     ) -> Mount {
+        Mount::start_with_env(dir, mountpoint, addr, token, extra, &[])
+    }
+
+    /// Like [`Mount::start_at`], with extra environment variables for the daemon.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        mountpoint: PathBuf,
+        addr: &str,
+        token: &str,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Mount {
         let log = dir.path().join("daemon.log");
         let workdir = dir.path().join("work");
         std::fs::create_dir_all(&workdir).unwrap();
@@ -99,6 +111,7 @@ impl Mount {
             .open(&log)
             .unwrap();
         let mut command = gbo_fs(addr, token, &workdir);
+        command.envs(env.iter().copied());
         command
             .arg("mount")
             .arg(&mountpoint)
