@@ -7,11 +7,9 @@ use std::time::Duration;
 
 use common::{fuse_available, gbo_fs, run_bounded, Mount};
 use gbo_fs::testing::rusty_vault::RustyVault;
-use gbo_fs::vault::http::{VaultConnection, VaultHttpStore};
-use gbo_fs::vault::layout::{KvLayout, KvVersion, LayoutOverrides};
+use gbo_fs::vault::layout::{KvLayout, KvVersion};
 use gbo_fs::vault::SecretStore;
 use serde_json::json;
-use zeroize::Zeroizing;
 
 /// Starts RustyVault, or skips when it is not installed (CI sets GBO_FS_REQUIRE_RVAULT=1).
 fn rusty_vault() -> Option<RustyVault> {
@@ -36,20 +34,7 @@ fn rusty_vault() -> Option<RustyVault> {
 #[tokio::test]
 async fn the_kv_v1_gbo_mount_is_detected_and_read_without_flags() {
     let Some(vault) = rusty_vault() else { return };
-    let store = VaultHttpStore::new(
-        VaultConnection {
-            addr: vault.addr(),
-            token: Zeroizing::new(vault.root_token()),
-            ca_cert: None,
-            skip_verify: false,
-            namespace: None,
-            timeout: Duration::from_secs(5),
-            max_secret_bytes: 1 << 20,
-        },
-        "gbo",
-        LayoutOverrides::default(),
-    )
-    .unwrap();
+    let store = gbo_fs::testing::http_store(&vault.addr(), &vault.root_token());
     assert_eq!(
         store.layout().await.unwrap(),
         &KvLayout::for_mount("gbo", "gbo", KvVersion::V1)

@@ -10,8 +10,7 @@ use common::{fuse_available, gbo_fs, run_bounded, wait_until, Mount};
 use gbo_fs::testing::vault_server::{TestAppRole, TestVaultConfig, TestVaultServer};
 use gbo_fs::token::AppRoleLogin;
 use gbo_fs::upkeep::UpkeepSettings;
-use gbo_fs::vault::http::{VaultConnection, VaultHttpStore};
-use gbo_fs::vault::layout::LayoutOverrides;
+use gbo_fs::vault::http::VaultHttpStore;
 use gbo_fs::vault::SecretStore;
 use zeroize::Zeroizing;
 
@@ -26,22 +25,10 @@ fn server_with(config: TestVaultConfig) -> TestVaultServer {
 }
 
 fn store_for(server: &TestVaultServer, token: &str) -> Arc<VaultHttpStore> {
-    Arc::new(
-        VaultHttpStore::new(
-            VaultConnection {
-                addr: server.addr(),
-                token: Zeroizing::new(token.to_string()),
-                ca_cert: None,
-                skip_verify: false,
-                namespace: None,
-                timeout: Duration::from_secs(5),
-                max_secret_bytes: 1 << 20,
-            },
-            "gbo",
-            LayoutOverrides::default(),
-        )
-        .unwrap(),
-    )
+    Arc::new(gbo_fs::testing::http_store(
+        &server.addr(),
+        &token.to_string(),
+    ))
 }
 
 fn approle_login() -> AppRoleLogin {

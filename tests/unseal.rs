@@ -15,10 +15,7 @@ use common::{fuse_available, gbo_fs, run_bounded, wait_until, Mount};
 use gbo_fs::testing::rusty_vault::RustyVault;
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer, UNSEAL_KEY};
 use gbo_fs::upkeep::UpkeepSettings;
-use gbo_fs::vault::http::{VaultConnection, VaultHttpStore};
-use gbo_fs::vault::layout::LayoutOverrides;
 use serde_json::json;
-use zeroize::Zeroizing;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -261,22 +258,7 @@ fn the_upkeep_task_unseals_vault_whenever_it_finds_it_sealed() {
         &format!("VAULT_UNSEAL_KEY_1={UNSEAL_KEY}\n"),
         0o600,
     );
-    let store = Arc::new(
-        VaultHttpStore::new(
-            VaultConnection {
-                addr: server.addr(),
-                token: Zeroizing::new(server.token()),
-                ca_cert: None,
-                skip_verify: false,
-                namespace: None,
-                timeout: Duration::from_secs(5),
-                max_secret_bytes: 1 << 20,
-            },
-            "gbo",
-            LayoutOverrides::default(),
-        )
-        .unwrap(),
-    );
+    let store = Arc::new(gbo_fs::testing::http_store(&server.addr(), &server.token()));
     let runtime = gbo_fs::daemon::runtime().unwrap();
     server.seal();
     let settings = UpkeepSettings {

@@ -13,13 +13,8 @@ use zeroize::Zeroizing;
 
 fn connection(server: &TestVaultServer) -> VaultConnection {
     VaultConnection {
-        addr: server.addr(),
-        token: Zeroizing::new(server.token()),
-        ca_cert: None,
-        skip_verify: false,
-        namespace: None,
         timeout: Duration::from_secs(1),
-        max_secret_bytes: 1 << 20,
+        ..VaultConnection::new(server.addr(), Zeroizing::new(server.token()))
     }
 }
 

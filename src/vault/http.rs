@@ -59,6 +59,22 @@ pub struct VaultConnection {
     pub max_secret_bytes: usize,
 }
 
+impl VaultConnection {
+    /// A connection with the defaults: no custom CA, TLS verified, no namespace,
+    /// a 5 s timeout and a 1 MiB secret cap.
+    pub fn new(addr: impl Into<String>, token: Zeroizing<String>) -> VaultConnection {
+        VaultConnection {
+            addr: addr.into(),
+            token,
+            ca_cert: None,
+            skip_verify: false,
+            namespace: None,
+            timeout: Duration::from_secs(5),
+            max_secret_bytes: 1 << 20,
+        }
+    }
+}
+
 impl std::fmt::Debug for VaultConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultConnection")
