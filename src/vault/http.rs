@@ -374,29 +374,31 @@ impl VaultHttpStore {
         }
     }
 
+    /// KV v2 read. Streamed through the kept-alive client rather than vaultrs so
+    /// that `--max-secret-bytes` cuts a huge answer off while it arrives.
     async fn read_v2(&self, layout: &KvLayout, path: &str) -> Result<Option<Secret>, StoreError> {
-        let endpoint = vaultrs::api::kv2::requests::ReadSecretRequest::builder()
-            .mount(layout.mount.clone())
-            .path(encode_path(&layout.mount_relative(path)))
-            .build()
-            .map_err(|e| StoreError::Malformed(e.to_string()))?;
-        let client = self.client.read().await;
-        let response = match vaultrs::api::exec_with_result(&*client, endpoint).await {
-            Ok(response) => response,
-            Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
-            // A soft-deleted version answers 404 with a body: still "not found".
-            Err(error) => return self.not_found_or(error),
+        let api_path = encode_path(&layout.read_api_path(path));
+        // A deleted or destroyed version answers 404 (or `data: null`): not found.
+        let Some(body) = self
+            .raw_request("GET", &api_path, self.connection.max_secret_bytes + 4096)
+            .await?
+        else {
+            return Ok(None);
         };
-        let Some(object) = response.data.as_object() else {
-            // A deleted or destroyed version reads as `data: null`.
+        let data = body
+            .get("data")
+            .filter(|d| d.is_object())
+            .ok_or_else(|| StoreError::Malformed(format!("answer to {api_path} has no `data` object")))?;
+        let Some(object) = data.get("data").and_then(Value::as_object) else {
             return Ok(None);
         };
         let mut secret = Secret::from_json_object(object);
-        if secret.value_bytes() > self.connection.max_secret_bytes {
-            return Err(StoreError::TooLarge(self.connection.max_secret_bytes));
-        }
-        secret.version = Some(response.metadata.version);
-        secret.created_time = Some(response.metadata.created_time);
+        let metadata = data.get("metadata");
+        secret.version = metadata.and_then(|m| m.get("version")).and_then(Value::as_u64);
+        secret.created_time = metadata
+            .and_then(|m| m.get("created_time"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
         Ok(Some(secret))
     }
 
