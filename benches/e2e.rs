@@ -33,9 +33,9 @@ const OPS_PER_THREAD: usize = 10_000;
 /// Keys in the listed secret.
 const LIST_KEYS: usize = 1_000;
 /// `ls -l` runs timed per file system.
-const LIST_RUNS: usize = 100;
+const LIST_RUNS: usize = 300;
 /// Distinct pre-seeded secret paths, each read once through the mount (cache misses).
-const COLD_PATHS: usize = 300;
+const COLD_PATHS: usize = 1_000;
 /// Start-up measurements (a fresh daemon each).
 const STARTUP_RUNS: usize = 5;
 /// Memory phase: paths × keys per path, all read through the mount.
@@ -53,7 +53,10 @@ const MIB: f64 = 1024.0 * 1024.0;
 static CLEANUP: Mutex<Vec<(PathBuf, Option<u32>)>> = Mutex::new(Vec::new());
 
 fn register(mountpoint: &Path, pid: Option<u32>) {
-    CLEANUP.lock().unwrap().push((mountpoint.to_path_buf(), pid));
+    CLEANUP
+        .lock()
+        .unwrap()
+        .push((mountpoint.to_path_buf(), pid));
 }
 
 fn unregister(mountpoint: &Path) {
@@ -403,10 +406,7 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("model name"))
         .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
         .unwrap_or_else(|| "unknown cpu".into());
-    format!(
-        "nproc {cores}, kernel {}, {cpu}",
-        kernel.trim()
-    )
+    format!("nproc {cores}, kernel {}, {cpu}", kernel.trim())
 }
 
 /// Requests to the KV mount (the daemon's periodic seal/token checks excluded).
@@ -514,8 +514,7 @@ fn main() {
     let fuse_1 = single_thread(&fuse_files, SINGLE_OPS);
     let tmpfs_8 = multi_thread(&tmpfs_files);
     let fuse_8 = multi_thread(&fuse_files);
-    let served_during_warm =
-        daemon.status()["reads_served"]
+    let served_during_warm = daemon.status()["reads_served"]
         .as_u64()
         .unwrap_or(0)
         .saturating_sub(served_before + 1);
@@ -532,9 +531,23 @@ fn main() {
     let fuse_ls = listing(&fuse_big, LIST_RUNS);
     let list_requests = kv_requests(&server) - requests_before_list;
 
+    // First read of each key of the listed secret: the secret is in the daemon's
+    // cache but the page cache is empty, so the kernel sends READ (the FUSE round
+    // trip without Vault).
+    let mut buf = vec![0u8; 4096];
+    let mut hit_samples = Vec::new();
+    let hit_wall = Instant::now();
+    for i in 0..LIST_KEYS {
+        let path = fuse_big.join(format!("key{i:04}"));
+        let start = Instant::now();
+        let n = open_read_close(&path, &mut buf);
+        hit_samples.push(start.elapsed());
+        assert_eq!(n, VALUE_BYTES);
+    }
+    let daemon_hit = Run::new(hit_samples, hit_wall.elapsed());
+
     // Cold reads: each of COLD_PATHS-1 pre-seeded paths read once (the folder
     // listing is warmed by reading p000 first), default TTL.
-    let mut buf = vec![0u8; 4096];
     open_read_close(&daemon.path("gbo/cold/p000/value"), &mut buf);
     let cold_gets_before = kv_requests(&server);
     let mut cold_samples = Vec::new();
@@ -552,12 +565,19 @@ fn main() {
         .map(|p| server.count("GET", &format!("secret/data/gbo/cold/p{p:03}")))
         .sum();
 
+    // ls -l of a folder of COLD_PATHS secrets (sub-directories), all listed above.
+    let requests_before_folder = kv_requests(&server);
+    let fuse_folder_ls = listing(&daemon.path("gbo/cold"), 30);
+    let folder_requests = kv_requests(&server) - requests_before_folder;
+
     // Vault load: THREADS readers × every key of LOAD_PATHS paths.
     let load_before = kv_requests(&server);
     std::thread::scope(|scope| {
         for _ in 0..THREADS {
             scope.spawn(|| {
                 let mut buf = vec![0u8; 4096];
+                let listed = std::fs::read_dir(daemon.path("gbo/load")).unwrap().count();
+                assert_eq!(listed, LOAD_PATHS);
                 for p in 0..LOAD_PATHS {
                     for k in 0..LOAD_KEYS_PER_PATH {
                         let path = daemon.path(&format!("gbo/load/p{p}/k{k}"));
@@ -607,6 +627,46 @@ fn main() {
             Run::new(samples, wall.elapsed())
         })
     };
+    // The daemon's Vault client alone, in process (no FUSE): the same GETs
+    // through `VaultHttpStore::read_secret`, to split the cold-read cost.
+    let store_only = {
+        use gbo_fs::vault::http::{VaultConnection, VaultHttpStore};
+        use gbo_fs::vault::layout::{KvVersion, LayoutOverrides};
+        use gbo_fs::vault::SecretStore;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = VaultHttpStore::new(
+            VaultConnection {
+                addr: server.addr(),
+                token: zeroize::Zeroizing::new(server.token()),
+                ca_cert: None,
+                skip_verify: false,
+                namespace: None,
+                timeout: Duration::from_secs(5),
+                max_secret_bytes: 1 << 20,
+            },
+            "gbo",
+            LayoutOverrides {
+                mount: Some("secret".into()),
+                version: Some(KvVersion::V2),
+            },
+        )
+        .expect("VaultHttpStore");
+        runtime.block_on(async {
+            store.read_secret("gbo/cold/p000").await.unwrap().unwrap();
+            let mut samples = Vec::new();
+            let wall = Instant::now();
+            for p in 1..COLD_PATHS {
+                let start = Instant::now();
+                let secret = store.read_secret(&format!("gbo/cold/p{p:03}")).await;
+                samples.push(start.elapsed());
+                assert!(secret.unwrap().is_some());
+            }
+            Run::new(samples, wall.elapsed())
+        })
+    };
     drop(daemon);
 
     // Memory: a fresh daemon, MEM_PATHS × MEM_KEYS values all read through it.
@@ -641,8 +701,11 @@ fn main() {
     report.row("gbo-fs warm open+read+close", 1, &fuse_1);
     report.row("tmpfs warm open+read+close", THREADS, &tmpfs_8);
     report.row("gbo-fs warm open+read+close", THREADS, &fuse_8);
+    report.row("gbo-fs page-cache miss, daemon hit", 1, &daemon_hit);
     report.row("gbo-fs cold read (cache miss, 1 GET)", 1, &cold);
+    report.row("gbo-fs Vault client alone (no FUSE)", 1, &store_only);
     report.row("direct HTTP GET (reqwest, kept alive)", 1, &http);
+    report.row("gbo-fs ls -l, folder of 1,000 secrets", 1, &fuse_folder_ls);
     report.row("tmpfs ls -l, 1,000 entries", 1, &tmpfs_ls);
     report.row("gbo-fs ls -l, 1,000 entries (warm)", 1, &fuse_ls);
 
@@ -704,6 +767,20 @@ fn main() {
         "x",
     );
 
+    report.target(
+        "Vault LISTs, 8 threads list+read one folder / 1",
+        load_lists as f64,
+        1.0,
+        false,
+        "x",
+    );
+    report.target(
+        "daemon TCP connections to Vault / 4",
+        daemon_connections as f64 / 4.0,
+        1.0,
+        false,
+        "x",
+    );
     report.fact(format!(
         "warm phase: {warm_ops} open+read+close on gbo-fs -> {warm_requests} KV requests, \
          {served_during_warm} reads reached the daemon (page cache served the rest)"
@@ -715,6 +792,10 @@ fn main() {
     report.fact(format!(
         "cold phase: {} distinct paths read once -> {cold_gets} GETs of them, {cold_requests} KV requests in all",
         COLD_PATHS - 1
+    ));
+    report.fact(format!(
+        "folder ls -l phase: 30 listings of gbo/cold ({} secrets) -> {folder_requests} KV requests",
+        COLD_PATHS
     ));
     report.fact(format!(
         "load phase: {THREADS} threads x {} keys over {LOAD_PATHS} paths -> {load_gets} GETs, \
@@ -751,7 +832,10 @@ fn main() {
         "| {:<38} | {:>7} | {:>9} | {:>9} | {:>10} |",
         "operation", "threads", "p50 µs", "p99 µs", "ops/s"
     );
-    println!("|{:-<40}|{:-<9}|{:-<11}|{:-<11}|{:-<12}|", "", "", "", "", "");
+    println!(
+        "|{:-<40}|{:-<9}|{:-<11}|{:-<11}|{:-<12}|",
+        "", "", "", "", ""
+    );
     for row in &report.rows {
         println!("{row}");
     }

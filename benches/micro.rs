@@ -44,7 +44,9 @@ fn a_secret() -> Arc<Secret> {
 fn fetch_cache(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("fetch_cache");
-    group.sample_size(30).measurement_time(Duration::from_secs(2));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(2));
 
     let cache: FetchCache<Arc<Secret>> = FetchCache::new(CachePolicy::default());
     let secret = a_secret();
@@ -94,17 +96,29 @@ fn secret_fs(ttl: Duration) -> Arc<SecretFs> {
 fn secret_fs_reads(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("secret_fs_read_path");
-    group.sample_size(30).measurement_time(Duration::from_secs(2));
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(2));
 
     let cached = secret_fs(Duration::from_secs(300));
     rt.block_on(cached.read_path("gbo/llm/key3")).unwrap();
     group.bench_function("cached", |b| {
-        b.iter(|| black_box(rt.block_on(cached.read_path(black_box("gbo/llm/key3"))).unwrap()))
+        b.iter(|| {
+            black_box(
+                rt.block_on(cached.read_path(black_box("gbo/llm/key3")))
+                    .unwrap(),
+            )
+        })
     });
 
     let uncached = secret_fs(Duration::ZERO);
     group.bench_function("uncached_memory_store", |b| {
-        b.iter(|| black_box(rt.block_on(uncached.read_path(black_box("gbo/llm/key3"))).unwrap()))
+        b.iter(|| {
+            black_box(
+                rt.block_on(uncached.read_path(black_box("gbo/llm/key3")))
+                    .unwrap(),
+            )
+        })
     });
     group.finish();
 }
@@ -114,7 +128,11 @@ fn largest_fixture() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/bottemplates");
     let mut best: Option<(u64, PathBuf)> = None;
     for package in std::fs::read_dir(root).ok()?.flatten() {
-        for bot in std::fs::read_dir(package.path()).into_iter().flatten().flatten() {
+        for bot in std::fs::read_dir(package.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let candidate = bot.path().join("config.csv");
             if let Ok(meta) = std::fs::metadata(&candidate) {
                 if best.as_ref().is_none_or(|(size, _)| meta.len() > *size) {
@@ -161,7 +179,9 @@ fn config_csv_render(c: &mut Criterion) {
         "every inserted reference parses"
     );
     let mut group = c.benchmark_group("config_csv");
-    group.sample_size(50).measurement_time(Duration::from_secs(2));
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(2));
     group.bench_function("render_largest_fixture_50_refs", |b| {
         b.iter_batched(
             || (),

@@ -235,6 +235,28 @@ impl WarnOnce {
     }
 }
 
+/// A LIST refused by policy still lets a directory open: its secret keys show.
+fn allow_denied(error: FsError) -> Result<(), FsError> {
+    match error {
+        FsError::Store {
+            source: StoreError::PermissionDenied,
+            ..
+        } => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Registers a change listener on either fetch cache.
+trait ListenFor {
+    fn listen(&self, listener: crate::cache::ChangeListener);
+}
+
+impl<V: Clone + PartialEq + Send + Sync + 'static> ListenFor for FetchCache<V> {
+    fn listen(&self, listener: crate::cache::ChangeListener) {
+        self.on_change(listener);
+    }
+}
+
 /// Bytes `[offset, offset + size)` of `content`, clipped to its end.
 fn slice(content: &[u8], offset: u64, size: u32) -> SecretBytes {
     let start = usize::try_from(offset)
@@ -267,9 +289,10 @@ struct ChangeTracker {
 }
 
 impl ChangeTracker {
-    /// Records a change of `path` and invalidates the inodes that show it:
+    /// Records a change of `path` and invalidates the inodes that show it: the
+    /// directory of that path (its entries may differ), and for a secret also
     /// its key files and every config.csv view.
-    fn secret_changed(&self, path: &str, inodes: &Mutex<InodeTable>) {
+    fn path_changed(&self, path: &str, secret: bool, inodes: &Mutex<InodeTable>) {
         let now = SystemTime::now();
         self.changed_at
             .lock()
@@ -282,8 +305,9 @@ impl ChangeTracker {
             .nodes
             .iter()
             .filter(|(_, kind)| match &***kind {
-                NodeKind::SecretFile { path: p, .. } => &**p == path,
-                NodeKind::View { .. } => true,
+                NodeKind::Folder { path: p, .. } => &**p == path,
+                NodeKind::SecretFile { path: p, .. } => secret && &**p == path,
+                NodeKind::View { .. } => secret,
                 _ => false,
             })
             .map(|(ino, _)| *ino)
@@ -291,7 +315,8 @@ impl ChangeTracker {
         tracing::info!(
             path,
             inodes = affected.len(),
-            "secret changed; invalidating kernel caches"
+            what = if secret { "secret" } else { "folder listing" },
+            "changed; invalidating kernel caches"
         );
         if let Some(invalidate) = self.invalidator.get() {
             for ino in affected {
@@ -330,19 +355,20 @@ pub struct SecretFs {
 impl SecretFs {
     pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> SecretFs {
         let secrets = FetchCache::new(config.cache.clone());
+        let folders = FetchCache::new(config.cache.clone());
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
         let changes = Arc::new(ChangeTracker::default());
-        {
+        for (cache_is_secrets, listen) in [(true, &secrets as &dyn ListenFor), (false, &folders)] {
             let inodes = inodes.clone();
             let changes = changes.clone();
-            secrets.on_change(Arc::new(move |path: &str| {
-                changes.secret_changed(path, &inodes)
+            listen.listen(Arc::new(move |path: &str| {
+                changes.path_changed(path, cache_is_secrets, &inodes)
             }));
         }
         SecretFs {
             store,
             secrets,
-            folders: FetchCache::new(config.cache.clone()),
+            folders,
             vault_permits: Arc::new(tokio::sync::Semaphore::new(config.vault_concurrency.max(1))),
             config,
             inodes,
@@ -395,16 +421,47 @@ impl SecretFs {
     /// Fetches, in the background, every secret that expired after being read,
     /// so readers rarely wait for Vault and rotations reach the kernel's caches.
     pub async fn refresh_expired(self: &Arc<Self>) -> usize {
-        let due = self.secrets.due_for_refresh();
-        let count = due.len();
-        for path in due {
+        let secrets_due = self.secrets.due_for_refresh();
+        let folders_due = self.folders.due_for_refresh();
+        let count = secrets_due.len() + folders_due.len();
+        for path in secrets_due {
             let fs = self.clone();
             tokio::spawn(async move {
                 let fetch = fs.secret_fetch(&path);
                 fs.secrets.refresh(&path, fetch).await;
             });
         }
+        for path in folders_due {
+            let fs = self.clone();
+            tokio::spawn(async move {
+                let fetch = fs.listing_fetch(&path);
+                fs.folders.refresh(&path, fetch).await;
+            });
+        }
         count
+    }
+
+    /// Opens a directory; true when the kernel may cache its entries (Vault
+    /// folders, whose changes gbo-fs sees and invalidates). Marks the folder as
+    /// in use so the background refresher keeps it current.
+    pub async fn opendir(&self, ino: u64) -> Result<bool, FsError> {
+        let node = self.node(ino)?;
+        match &*node {
+            NodeKind::Folder { path, is_secret } => {
+                self.bounded(async {
+                    self.listing(path).await.map(|_| ()).or_else(allow_denied)?;
+                    if *is_secret {
+                        self.secret(path).await?;
+                    }
+                    Ok(true)
+                })
+                .await
+            }
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
+                Err(FsError::NotADirectory)
+            }
+            _ => Ok(false),
+        }
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -644,7 +701,11 @@ impl SecretFs {
         let child_path = format!("{path}/{name}");
         match self.listing(path).await {
             Ok(entries) => {
-                let matching: Vec<&ListEntry> = entries.iter().filter(|e| e.name == name).collect();
+                // Sorted by name, secret before folder: at most two entries match.
+                let first = entries.partition_point(|e| e.name.as_str() < name);
+                let matching = &entries[first..entries.len().min(first + 2)];
+                let matching: Vec<&ListEntry> =
+                    matching.iter().filter(|e| e.name == name).collect();
                 if matching.is_empty() {
                     return Err(FsError::NotFound);
                 }
@@ -735,12 +796,16 @@ impl SecretFs {
                     }) if *is_secret => Arc::new(Vec::new()),
                     Err(other) => return Err(other),
                 };
+                let listed_secrets: HashSet<&str> = listing
+                    .iter()
+                    .filter(|e| !e.is_folder)
+                    .map(|e| e.name.as_str())
+                    .collect();
                 for entry in listing.iter() {
                     if !is_valid_file_name(&entry.name) || names.contains(&entry.name) {
                         continue;
                     }
-                    let child_is_secret =
-                        listing.iter().any(|e| e.name == entry.name && !e.is_folder);
+                    let child_is_secret = listed_secrets.contains(entry.name.as_str());
                     names.insert(entry.name.clone());
                     let kind = NodeKind::Folder {
                         path: format!("{path}/{}", entry.name).into(),
@@ -808,6 +873,7 @@ impl SecretFs {
                 source_time.max(latest)
             }
             NodeKind::Status => Some(SystemTime::now()),
+            NodeKind::Folder { path, .. } => self.changes.changed_at(path),
             _ => None,
         };
         changed.unwrap_or(self.started).max(self.started)
@@ -954,16 +1020,34 @@ impl SecretFs {
         }
     }
 
-    async fn listing(&self, path: &str) -> Result<Arc<Vec<ListEntry>>, FsError> {
+    /// The Vault LIST of one folder, sorted for binary search.
+    fn listing_fetch(
+        &self,
+        path: &str,
+    ) -> impl FnOnce() -> futures::future::BoxFuture<
+        'static,
+        Result<Option<Arc<Vec<ListEntry>>>, StoreError>,
+    > {
         let store = self.store.clone();
         let permits = self.vault_permits.clone();
         let owned = path.to_string();
+        move || {
+            Box::pin(async move {
+                let _permit = permits.acquire_owned().await;
+                let listing = store.list_folder(&owned).await?;
+                Ok(listing.map(|mut entries| {
+                    entries.sort();
+                    entries.dedup();
+                    Arc::new(entries)
+                }))
+            })
+        }
+    }
+
+    async fn listing(&self, path: &str) -> Result<Arc<Vec<ListEntry>>, FsError> {
         let answer = self
             .folders
-            .get_or_fetch(path, move || async move {
-                let _permit = permits.acquire_owned().await;
-                store.list_folder(&owned).await.map(|l| l.map(Arc::new))
-            })
+            .get_or_fetch(path, self.listing_fetch(path))
             .await;
         Ok(self.note_outcome(path, "list", answer)?.unwrap_or_default())
     }

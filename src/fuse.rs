@@ -196,11 +196,14 @@ impl Filesystem for FuseAdapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.spawn(move |fs| async move {
-            match fs.getattr(ino.0).await {
-                Ok(attr) if attr.kind == NodeType::Directory => {
-                    reply.opened(FileHandle(0), FopenFlags::empty())
-                }
-                Ok(_) => reply.error(Errno::ENOTDIR),
+            // Vault folders may be cached by the kernel: gbo-fs invalidates them
+            // when a refresh finds their entries changed.
+            match fs.opendir(ino.0).await {
+                Ok(true) => reply.opened(
+                    FileHandle(0),
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+                ),
+                Ok(false) => reply.opened(FileHandle(0), FopenFlags::empty()),
                 Err(e) => reply.error(errno(&e)),
             }
         });

@@ -207,3 +207,49 @@ fn a_revoked_secret_is_never_served_from_the_cache() {
     );
     assert!(gone, "a 404 must drop the cached value");
 }
+
+fn names_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn kernel_cached_listings_follow_secrets_added_and_removed_in_vault() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "1"]);
+    let folder = mount.path("gbo");
+    assert_eq!(names_in(&folder), vec!["cold", "llm", "tables"]);
+    for _ in 0..20 {
+        assert_eq!(names_in(&folder), vec!["cold", "llm", "tables"]);
+    }
+    server.put_str("secret", "gbo/added", &[("k", "v")]);
+    let appeared = wait_until(Duration::from_secs(10), || {
+        names_in(&folder).contains(&"added".to_string())
+    });
+    assert!(appeared, "a new secret never showed in the cached listing");
+    server.delete_secret("secret", "gbo/cold");
+    let vanished = wait_until(Duration::from_secs(10), || {
+        !names_in(&folder).contains(&"cold".to_string())
+    });
+    assert!(vanished, "a deleted secret stayed in the cached listing");
+
+    server.put_str(
+        "secret",
+        "gbo/llm",
+        &[("openai_key", "sk-before"), ("new_key", "n")],
+    );
+    let key_added = wait_until(Duration::from_secs(10), || {
+        names_in(&mount.path("gbo/llm")) == vec!["new_key".to_string(), "openai_key".to_string()]
+    });
+    assert!(key_added, "a key added to a secret never showed");
+}

@@ -25,10 +25,7 @@ fn server_with(config: TestVaultConfig) -> TestVaultServer {
 }
 
 fn store_for(server: &TestVaultServer, token: &str) -> Arc<VaultHttpStore> {
-    Arc::new(gbo_fs::testing::http_store(
-        &server.addr(),
-        &token.to_string(),
-    ))
+    Arc::new(gbo_fs::testing::http_store(&server.addr(), token))
 }
 
 fn approle_login() -> AppRoleLogin {

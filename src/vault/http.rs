@@ -385,16 +385,17 @@ impl VaultHttpStore {
         else {
             return Ok(None);
         };
-        let data = body
-            .get("data")
-            .filter(|d| d.is_object())
-            .ok_or_else(|| StoreError::Malformed(format!("answer to {api_path} has no `data` object")))?;
+        let data = body.get("data").filter(|d| d.is_object()).ok_or_else(|| {
+            StoreError::Malformed(format!("answer to {api_path} has no `data` object"))
+        })?;
         let Some(object) = data.get("data").and_then(Value::as_object) else {
             return Ok(None);
         };
         let mut secret = Secret::from_json_object(object);
         let metadata = data.get("metadata");
-        secret.version = metadata.and_then(|m| m.get("version")).and_then(Value::as_u64);
+        secret.version = metadata
+            .and_then(|m| m.get("version"))
+            .and_then(Value::as_u64);
         secret.created_time = metadata
             .and_then(|m| m.get("created_time"))
             .and_then(Value::as_str)
