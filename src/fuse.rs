@@ -40,15 +40,23 @@ impl FuseAdapter {
         }
     }
 
-    /// Runs one core operation in its own task so a slow Vault read never
-    /// blocks the kernel channel.
+    /// Runs one core operation. It is polled once right here, so an answer the
+    /// cache already holds is sent without a hand-off to another thread; an
+    /// operation that has to wait (for Vault, or a file) continues as a task of
+    /// its own, so a slow Vault read never blocks the kernel channel.
     fn spawn<F, Fut>(&self, operation: F)
     where
         F: FnOnce(Arc<SecretFs>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let fs = self.fs.clone();
-        self.runtime.spawn(async move { operation(fs).await });
+        let _runtime_context = self.runtime.enter();
+        let mut task = Box::pin(operation(self.fs.clone()));
+        // The task re-registers its real waker when the runtime polls it next.
+        let waker = futures::task::noop_waker();
+        let mut context = std::task::Context::from_waker(&waker);
+        if task.as_mut().poll(&mut context).is_pending() {
+            self.runtime.spawn(task);
+        }
     }
 }
 
