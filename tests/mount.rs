@@ -273,37 +273,82 @@ fn the_log_at_trace_level_never_contains_a_value_or_the_token() {
     }
     let server = botserver_layout();
     server.put_str("secret", "gbo/broken", &[("k", "broken-value-000")]);
-    let mut mount = Mount::start(
-        &server.addr(),
-        &server.token(),
-        &["-vv", "--vault-timeout", "1"],
-    );
-    for path in [
-        "gbo/llm/openai_key",
-        "gbo/llm/anthropic_key",
-        "gbo/tables/host",
-        "gbo/bots/mybot/api_key",
+    server.put_str("secret", "gbo/rotating", &[("k", "first-value-111")]);
+    let workspace = tempfile::tempdir().unwrap();
+    let csv = workspace.path().join("config.csv");
+    std::fs::write(
+        &csv,
+        "name,value\nkey,vault:gbo/llm/openai_key\nbad,vault:gbo/llm/nope\n",
+    )
+    .unwrap();
+    // Both ways of asking for everything: -vv and RUST_LOG=trace (all crates).
+    for (flags, env) in [
+        (vec!["-vv"], vec![]),
+        (vec![], vec![("RUST_LOG", std::ffi::OsStr::new("trace"))]),
     ] {
-        std::fs::read(mount.path(path)).unwrap();
-    }
-    server.set_path_fault("secret/data/gbo/broken", Fault::MalformedJson);
-    let _ = std::fs::read(mount.path("gbo/broken/k"));
-    let _ = std::fs::read(mount.path("gbo/llm/missing"));
-    mount.stop_with(Signal::SIGTERM);
-    let log = mount.log_text();
-    assert!(
-        log.contains("TRACE") || log.contains("DEBUG") || log.contains("INFO"),
-        "log was written:\n{log}"
-    );
-    for secret in [
-        "sk-openai-123",
-        "sk-ant-456",
-        "db.internal",
-        "bot-key-789",
-        "broken-value-000",
-        &server.token(),
-    ] {
-        assert!(!log.contains(secret), "log leaks {secret}:\n{log}");
+        let dir = tempfile::tempdir().unwrap();
+        let mountpoint = dir.path().join("secrets");
+        let mut args = flags.clone();
+        args.extend([
+            "--vault-timeout",
+            "1",
+            "--cache-ttl",
+            "1",
+            "--config-csv",
+            csv.to_str().unwrap(),
+        ]);
+        let mut mount = Mount::start_with_env(
+            dir,
+            mountpoint,
+            &server.addr(),
+            &server.token(),
+            &args,
+            &env,
+        );
+        for path in [
+            "gbo/llm/openai_key",
+            "gbo/llm/anthropic_key",
+            "gbo/tables/host",
+            "gbo/bots/mybot/api_key",
+            "gbo/rotating/k",
+        ] {
+            std::fs::read(mount.path(path)).unwrap();
+        }
+        let _ = std::fs::read(mount.path("config.csv"));
+        server.put_str("secret", "gbo/rotating", &[("k", "second-value-222")]);
+        common::wait_until(Duration::from_secs(10), || {
+            std::fs::read(mount.path("gbo/rotating/k")).ok() == Some(b"second-value-222".to_vec())
+        });
+        server.set_path_fault("secret/data/gbo/broken", Fault::MalformedJson);
+        let _ = std::fs::read(mount.path("gbo/broken/k"));
+        let _ = std::fs::read(mount.path("gbo/llm/missing"));
+        server.clear_faults();
+        server.put_str("secret", "gbo/rotating", &[("k", "first-value-111")]);
+        mount.stop_with(Signal::SIGTERM);
+        let log = mount.log_text();
+        assert!(
+            log.contains("TRACE") || log.contains("DEBUG"),
+            "{env:?}: log was written:\n{log}"
+        );
+        assert!(
+            log.contains("unresolvable vault: reference"),
+            "{env:?}: {log}"
+        );
+        for secret in [
+            "sk-openai-123",
+            "sk-ant-456",
+            "db.internal",
+            "bot-key-789",
+            "broken-value-000",
+            "first-value-111",
+            "second-value-222",
+            &server.token(),
+        ] {
+            assert!(
+                !log.contains(secret),
+                "{flags:?}{env:?}: log leaks {secret}:\n{log}"
+            );
+        }
     }
 }
 
@@ -432,4 +477,25 @@ fn prefix_serves_another_namespace() {
         errno_of(&std::fs::read_dir(mount.path("gbo")).unwrap_err()),
         libc::ENOENT
     );
+}
+
+#[test]
+fn the_mount_is_read_only_nosuid_nodev_noexec_with_default_permissions() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let mountpoint = std::fs::canonicalize(&mount.mountpoint).unwrap();
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mountpoint.to_str().unwrap()))
+        .expect("the mount is listed");
+    let options: Vec<&str> = line.split(' ').nth(5).unwrap().split(',').collect();
+    for wanted in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(options.contains(&wanted), "{wanted} missing: {line}");
+    }
+    assert!(line.contains("default_permissions"), "{line}");
+    assert!(!line.contains("allow_other"), "{line}");
 }
