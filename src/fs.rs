@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use zeroize::Zeroizing;
 
 use crate::cache::{CacheCounts, CachePolicy, FetchCache};
@@ -1002,12 +1003,17 @@ impl SecretFs {
         Ok(cached)
     }
 
-    /// The folder listing at a logical path, through the cache. Empty when Vault has none.
-    /// The Vault read of one secret path, at most `vault_concurrency` at once.
-    fn secret_fetch(
+    /// A Vault operation on one path, run with one of the `vault_concurrency` permits.
+    fn limited_fetch<T, F>(
         &self,
         path: &str,
-    ) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<Option<Arc<Secret>>, StoreError>>
+        operation: F,
+    ) -> impl FnOnce() -> BoxFuture<'static, Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn SecretStore>, String) -> BoxFuture<'static, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
         let store = self.store.clone();
         let permits = self.vault_permits.clone();
@@ -1015,35 +1021,39 @@ impl SecretFs {
         move || {
             Box::pin(async move {
                 let _permit = permits.acquire_owned().await;
-                store.read_secret(&owned).await.map(|s| s.map(Arc::new))
+                operation(store, owned).await
             })
         }
+    }
+
+    /// The Vault read of one secret path.
+    fn secret_fetch(
+        &self,
+        path: &str,
+    ) -> impl FnOnce() -> BoxFuture<'static, Result<Option<Arc<Secret>>, StoreError>> {
+        self.limited_fetch(path, |store, path| {
+            Box::pin(async move { store.read_secret(&path).await.map(|s| s.map(Arc::new)) })
+        })
     }
 
     /// The Vault LIST of one folder, sorted for binary search.
     fn listing_fetch(
         &self,
         path: &str,
-    ) -> impl FnOnce() -> futures::future::BoxFuture<
-        'static,
-        Result<Option<Arc<Vec<ListEntry>>>, StoreError>,
-    > {
-        let store = self.store.clone();
-        let permits = self.vault_permits.clone();
-        let owned = path.to_string();
-        move || {
+    ) -> impl FnOnce() -> BoxFuture<'static, Result<Option<Arc<Vec<ListEntry>>>, StoreError>> {
+        self.limited_fetch(path, |store, path| {
             Box::pin(async move {
-                let _permit = permits.acquire_owned().await;
-                let listing = store.list_folder(&owned).await?;
+                let listing = store.list_folder(&path).await?;
                 Ok(listing.map(|mut entries| {
                     entries.sort();
                     entries.dedup();
                     Arc::new(entries)
                 }))
             })
-        }
+        })
     }
 
+    /// The folder listing at a logical path, through the cache. Empty when Vault has none.
     async fn listing(&self, path: &str) -> Result<Arc<Vec<ListEntry>>, FsError> {
         let answer = self
             .folders
