@@ -28,6 +28,10 @@ pub struct CachePolicy {
     pub negative_ttl: Duration,
     /// How long past its TTL a value may still be served while Vault fails.
     pub max_stale: Duration,
+    /// How long a reader holding an expired value waits for its refresh before it
+    /// is served the stale value (the refresh goes on in the background). Kept
+    /// below the operation timeout so a hanging Vault never turns into EIO.
+    pub stale_wait: Duration,
 }
 
 impl Default for CachePolicy {
@@ -37,6 +41,7 @@ impl Default for CachePolicy {
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(5),
             max_stale: Duration::from_secs(3600),
+            stale_wait: Duration::from_millis(2500),
         }
     }
 }
@@ -177,7 +182,13 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         };
         inner.stats.misses.fetch_add(1, Ordering::Relaxed);
         let shared = self.join_or_start_fetch(key, fetch);
-        match shared.await {
+        let answer = match &stale_candidate {
+            Some(_) => tokio::time::timeout(inner.policy.stale_wait, shared)
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Timeout(inner.policy.stale_wait))),
+            None => shared.await,
+        };
+        match answer {
             Ok(value) => Ok(Cached {
                 value,
                 stale: false,
@@ -357,6 +368,7 @@ mod tests {
             ttl: Duration::from_millis(ttl_ms),
             negative_ttl: Duration::from_millis(ttl_ms),
             max_stale: Duration::from_secs(60),
+            stale_wait: Duration::from_secs(5),
         }
     }
 
@@ -606,6 +618,32 @@ mod tests {
             got.value,
             Some(3),
             "the refreshed value is served from the cache"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_refresh_serves_the_stale_value_after_the_stale_wait() {
+        let cache = FetchCache::new(CachePolicy {
+            stale_wait: Duration::from_millis(50),
+            ..policy(10)
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "k", &calls, Ok(Some(5)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = std::time::Instant::now();
+        let got = cache
+            .get_or_fetch("k", || async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(Some(6))
+            })
+            .await
+            .unwrap();
+        assert_eq!((got.value, got.stale), (Some(5), true));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "served without waiting for Vault"
         );
     }
 }

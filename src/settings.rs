@@ -234,6 +234,7 @@ fn resolve_with(
             capacity: options.cache_capacity.max(1),
             ttl: Duration::from_secs(ttl_secs),
             max_stale: Duration::from_secs(options.max_stale),
+            stale_wait: timeout / 2,
             ..CachePolicy::default()
         },
         vault_concurrency: options.vault_concurrency.max(1),
