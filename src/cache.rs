@@ -646,4 +646,19 @@ mod tests {
             "served without waiting for Vault"
         );
     }
+
+    #[tokio::test]
+    async fn past_max_stale_a_failing_refresh_is_an_error_again() {
+        let cache = FetchCache::new(CachePolicy {
+            max_stale: Duration::from_millis(20),
+            ..policy(10)
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        fetch_counted(&cache, "k", &calls, Ok(Some(5)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let outcome = fetch_counted(&cache, "k", &calls, Err(StoreError::Server(500))).await;
+        assert_eq!(outcome.unwrap_err(), StoreError::Server(500));
+    }
 }
