@@ -16,8 +16,7 @@ pub const UNRESOLVED_EXIT: u8 = 2;
 /// unresolvable reference prints one line per reference on stderr, nothing on
 /// stdout, and exits 2; `empty` and `keep` print the view and warn.
 pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
-    let runtime = daemon::runtime().map_err(|e| e.to_string())?;
-    let (_, fs) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
+    let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let rendered = runtime
         .block_on(fs.render_source(source))
         .map_err(|e| format!("{}: {e}", source.display()))?;
@@ -49,8 +48,7 @@ pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, Str
             .collect(),
         (None, None) => return Err("check needs a config.csv path or --bots DIR".into()),
     };
-    let runtime = daemon::runtime().map_err(|e| e.to_string())?;
-    let (_, fs) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
+    let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let mut failures = 0;
     let mut stdout = std::io::stdout().lock();
     for source in &sources {

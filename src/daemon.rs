@@ -56,6 +56,15 @@ pub fn build_filesystem(
     Ok((store, fs))
 }
 
+/// The runtime and filesystem core for a one-shot command (`get`, `ls`,
+/// `render`, `check`), with the token checked (or an AppRole login done) first.
+pub fn one_shot_filesystem(settings: &Settings) -> Result<(Runtime, Arc<SecretFs>), String> {
+    let runtime = runtime().map_err(|e| e.to_string())?;
+    let (store, fs) = build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
+    crate::token::authenticate_one_shot(&store, settings.upkeep.approle.as_ref(), &runtime)?;
+    Ok((runtime, fs))
+}
+
 /// A tokio runtime for the daemon and the one-shot commands.
 pub fn runtime() -> Result<Runtime, DaemonError> {
     tokio::runtime::Builder::new_multi_thread()

@@ -75,7 +75,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Completions { .. } | Command::Man | Command::Unseal(_) => Ok(ExitCode::SUCCESS),
         Command::Get { path } => {
-            let (runtime, fs) = one_shot_filesystem(&settings)?;
+            let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let value = runtime
                 .block_on(fs.read_path(&path))
                 .map_err(|e| format!("{path}: {e}"))?;
@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { path } => {
-            let (runtime, fs) = one_shot_filesystem(&settings)?;
+            let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let mut entries = runtime
                 .block_on(fs.list_path(&path))
                 .map_err(|e| format!("{}: {e}", if path.is_empty() { "/" } else { &path }))?;
@@ -104,23 +104,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The runtime and filesystem core for `get` and `ls`, with the token checked
-/// (or an AppRole login done) first.
-fn one_shot_filesystem(
-    settings: &settings::Settings,
-) -> Result<
-    (
-        tokio::runtime::Runtime,
-        std::sync::Arc<gbo_fs::fs::SecretFs>,
-    ),
-    String,
-> {
-    let runtime = daemon::runtime().map_err(|e| e.to_string())?;
-    let (store, fs) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
-    gbo_fs::token::authenticate_one_shot(&store, settings.upkeep.approle.as_ref(), &runtime)?;
-    Ok((runtime, fs))
 }
 
 /// Commands that need no Vault settings: completions, the man page, and the

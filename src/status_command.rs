@@ -37,6 +37,11 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
             Value::Null
         };
         let token = if reachable && !sealed {
+            // With AppRole there is no token until a login: the report shows
+            // whether that login works (a refused login reads as an invalid token).
+            if let Some(login) = settings.upkeep.approle.as_ref() {
+                let _ = crate::token::approle_login(&store, login).await;
+            }
             token_report(&store).await
         } else {
             json!({"valid": Value::Null})

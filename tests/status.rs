@@ -94,3 +94,33 @@ fn a_serving_daemon_reports_its_counters() {
     assert!(daemon["uptime_secs"].is_u64());
     assert!(!report.to_string().contains("sk-status"));
 }
+
+#[test]
+fn with_approle_credentials_status_logs_in_and_reports_a_valid_token() {
+    use gbo_fs::testing::vault_server::TestAppRole;
+    let server = TestVaultServer::start(TestVaultConfig {
+        approle: Some(TestAppRole::new(
+            "role-1",
+            "secret-id-1",
+            Duration::from_secs(600),
+        )),
+        ..TestVaultConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(common::BIN);
+    command
+        .current_dir(dir.path())
+        .env_remove("VAULT_TOKEN")
+        .env("VAULT_ADDR", server.addr())
+        .env("VAULT_ROLE_ID", "role-1")
+        .env("VAULT_SECRET_ID", "secret-id-1")
+        .args(["status", "--json"])
+        .arg(nowhere.path());
+    let output = run_bounded(command, Duration::from_secs(30));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["token"]["valid"], true);
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("secret-id-1"));
+}
