@@ -87,7 +87,8 @@ async fn token_report(store: &crate::vault::http::VaultHttpStore) -> Value {
             json!({
                 "valid": true,
                 "ttl_secs": data.get("ttl").and_then(Value::as_u64),
-                "renewable": data.get("renewable").and_then(Value::as_bool),
+                // RustyVault puts `renewable` beside `data` rather than in it.
+                "renewable": data.get("renewable").or(answer.get("renewable")).and_then(Value::as_bool),
                 "policies": data.get("policies").cloned().unwrap_or(Value::Null),
             })
         }
