@@ -90,3 +90,33 @@ fn get_and_a_real_mount_serve_rustyvault_secrets() {
     );
     assert!(!log.contains(&vault.root_token()));
 }
+
+#[test]
+fn status_reports_a_healthy_rustyvault_and_a_sealed_one() {
+    let Some(vault) = rusty_vault() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let status = |expect_ok: bool| {
+        let mut command = gbo_fs(&vault.addr(), &vault.root_token(), dir.path());
+        command.args(["status", "--json"]).arg(dir.path());
+        let output = run_bounded(command, Duration::from_secs(30));
+        assert_eq!(
+            output.status.success(),
+            expect_ok,
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(!output
+            .stdout
+            .windows(vault.root_token().len())
+            .any(|w| w == vault.root_token().as_bytes()));
+        report
+    };
+    let healthy = status(true);
+    assert_eq!(healthy["vault"]["kv"]["mount"], "gbo");
+    assert_eq!(healthy["vault"]["kv"]["version"], "1");
+    assert_eq!(healthy["token"]["renewable"], false);
+    vault.seal();
+    let sealed = status(false);
+    assert_eq!(sealed["vault"]["sealed"], true);
+}
