@@ -253,3 +253,28 @@ fn kernel_cached_listings_follow_secrets_added_and_removed_in_vault() {
     });
     assert!(key_added, "a key added to a secret never showed");
 }
+
+#[test]
+fn a_reader_that_only_preads_an_open_file_still_sees_a_rotation() {
+    if !fuse_available() {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let server = seeded(0);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "1"]);
+    let file = std::fs::File::open(mount.path("gbo/llm/openai_key")).unwrap();
+    let pread = |file: &std::fs::File| {
+        let mut buffer = [0u8; 64];
+        let length = file.read_at(&mut buffer, 0).unwrap();
+        buffer[..length].to_vec()
+    };
+    assert_eq!(pread(&file), b"sk-before");
+    // Nothing but pread from now on: no stat, no open, no lookup. The kernel still
+    // revalidates attributes on reads once they expire (FUSE_AUTO_INVAL_DATA), which
+    // keeps the secret "in use" for the background refresher.
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-rotated-quietly")]);
+    let rotated = wait_until(Duration::from_secs(15), || {
+        pread(&file) == b"sk-rotated-quietly"
+    });
+    assert!(rotated, "the rotation never reached a pread-only reader");
+}
