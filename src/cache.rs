@@ -128,10 +128,6 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         }
     }
 
-    pub fn policy(&self) -> &CachePolicy {
-        &self.inner.policy
-    }
-
     /// Registers the one listener told about changed keys (set once).
     pub fn on_change(&self, listener: ChangeListener) {
         let _ = self.inner.listener.set(listener);
@@ -278,11 +274,6 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
     /// Drops every entry (SIGHUP, tests).
     pub fn clear(&self) {
         self.inner.entries.lock().unwrap().clear();
-    }
-
-    /// Drops one entry.
-    pub fn invalidate(&self, key: &str) {
-        self.inner.entries.lock().unwrap().pop(key);
     }
 
     /// Current counters.

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use futures::future::BoxFuture;
 use zeroize::Zeroizing;
 
-use crate::cache::{CacheCounts, CachePolicy, FetchCache};
+use crate::cache::{CachePolicy, FetchCache};
 use crate::config_csv::{MissingReference, Rendered};
 use crate::vault::{ListEntry, Secret, SecretBytes, SecretStore, StoreError};
 use crate::views::{self, ConfigSources, FetchOutcome, ReferenceCheck, VIEW_NAME};
@@ -469,15 +469,6 @@ impl SecretFs {
         &self.config
     }
 
-    pub fn store(&self) -> &Arc<dyn SecretStore> {
-        &self.store
-    }
-
-    /// Secret-cache counters (entries are secret paths).
-    pub fn secret_cache_counts(&self) -> CacheCounts {
-        self.secrets.counts()
-    }
-
     /// Drops every cached answer.
     pub fn clear_cache(&self) {
         self.secrets.clear();
@@ -574,11 +565,6 @@ impl SecretFs {
     /// Closes a handle; its snapshot is zeroized once no read uses it.
     pub fn release(&self, handle: u64) {
         self.handles.lock().unwrap().remove(&handle);
-    }
-
-    /// Number of open handles (tests).
-    pub fn open_handles(&self) -> usize {
-        self.handles.lock().unwrap().len()
     }
 
     /// Walks a `/`-separated path from the root with the same rules as the mount.
@@ -854,7 +840,7 @@ impl SecretFs {
             | NodeKind::Bot { .. }
             | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
             NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
-                let size = self.content_of(node).await?.len() as u64;
+                let size = self.file_size(node).await?;
                 let mut attr = self.make_attr(ino, NodeType::File, size);
                 attr.mtime = self.modified_at(node);
                 attr.volatile = matches!(node, NodeKind::Status);
@@ -897,13 +883,33 @@ impl SecretFs {
         }
     }
 
+    /// A file's size; a key file's without copying its value.
+    async fn file_size(&self, node: &NodeKind) -> Result<u64, FsError> {
+        match node {
+            NodeKind::SecretFile { path, key } => {
+                let secret = self.secret_with_key(path, key).await?;
+                Ok(secret.values[&**key].len() as u64)
+            }
+            _ => Ok(self.content_of(node).await?.len() as u64),
+        }
+    }
+
+    /// The secret at `path` when it holds `key`; ENOENT when either is missing.
+    async fn secret_with_key(&self, path: &str, key: &str) -> Result<Arc<Secret>, FsError> {
+        let secret = self.secret(path).await?.ok_or(FsError::NotFound)?;
+        if secret.values.contains_key(key) {
+            Ok(secret)
+        } else {
+            Err(FsError::NotFound)
+        }
+    }
+
     /// The bytes a file shows now.
     async fn content_of(&self, node: &NodeKind) -> Result<SecretBytes, FsError> {
         match node {
             NodeKind::SecretFile { path, key } => {
-                let secret = self.secret(path).await?.ok_or(FsError::NotFound)?;
-                let value = secret.values.get(&**key).ok_or(FsError::NotFound)?;
-                Ok(Zeroizing::new(value.to_vec()))
+                let secret = self.secret_with_key(path, key).await?;
+                Ok(Zeroizing::new(secret.values[&**key].to_vec()))
             }
             NodeKind::View { source } => self.render_view_content(source).await,
             NodeKind::Status => Ok(Zeroizing::new(self.status_json().into_bytes())),

@@ -59,11 +59,6 @@ impl Secret {
             created_time: None,
         }
     }
-
-    /// Total bytes of all values, for size caps and memory accounting.
-    pub fn value_bytes(&self) -> usize {
-        self.values.values().map(|v| v.len()).sum()
-    }
 }
 
 /// File content for a JSON value: strings as they are, everything else compact JSON.
