@@ -119,6 +119,14 @@ pub struct GlobalOptions {
 pub enum Command {
     /// Mount the secrets filesystem and serve it in the foreground until SIGTERM/SIGINT
     Mount(MountArgs),
+    /// Mount the FUSE device and hand it to systemd's fd store for `gbo-fs mount` (ExecStartPre=+ of mount/gbo-fs.service)
+    Premount(MountArgs),
+    /// Detach the gbo-fs mount at MOUNTPOINT; succeeds when nothing is mounted, refuses other filesystems
+    Unmount {
+        /// The gbo-fs mount point
+        #[arg(default_value = "/run/gbo/secrets")]
+        mountpoint: PathBuf,
+    },
     /// Print one secret value, e.g. `gbo-fs get gbo/llm/openai_key` (no FUSE involved)
     Get {
         /// Path as it appears under the mount, e.g. gbo/llm/openai_key

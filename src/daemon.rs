@@ -1,5 +1,6 @@
-//! Daemon lifecycle: prepare the mountpoint (clearing a stale mount), mount,
-//! tell systemd, wait for SIGTERM/SIGINT or an external unmount, unmount.
+//! Daemon lifecycle: prepare the mountpoint (clearing a stale mount), mount
+//! (or take a mount systemd passes in), tell systemd, wait for SIGTERM/SIGINT
+//! or an external unmount, unmount.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -77,7 +78,16 @@ pub fn runtime() -> Result<Runtime, DaemonError> {
 
 /// Mounts and serves until SIGTERM/SIGINT or an external unmount.
 pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError> {
-    let mountpoint = prepare_mountpoint(&args.mountpoint)?;
+    // Under the sandboxed unit, `gbo-fs premount` has mounted already and
+    // systemd passes the FUSE descriptor; this process then cannot (and need
+    // not) mount or unmount.
+    let handed_over =
+        crate::systemd::take_listen_fd(crate::systemd::FUSE_FD_NAME).map_err(DaemonError::Setup)?;
+    let premounted = handed_over.is_some();
+    let mountpoint = match &handed_over {
+        Some(device) => handed_over_mountpoint(device, &args)?,
+        None => prepare_mountpoint(&args.mountpoint)?,
+    };
     let runtime = runtime()?;
     let (store, fs) = build_filesystem(&settings, args.uid, args.gid)?;
     crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
@@ -121,12 +131,16 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         (false, false) => SessionACL::Owner,
     };
     let adapter = FuseAdapter::new(fs.clone(), runtime.handle().clone());
-    let mut session =
-        Session::new(adapter, &mountpoint, &config).map_err(|e| DaemonError::Mountpoint {
-            path: mountpoint.display().to_string(),
-            reason: format!("mount failed: {e}"),
-        })?;
-    let mut unmounter = session.unmount_callable();
+    let session = match handed_over {
+        Some(device) => Session::from_fd(adapter, device, config.acl, config),
+        None => Session::new(adapter, &mountpoint, &config),
+    };
+    let mut session = session.map_err(|e| DaemonError::Mountpoint {
+        path: mountpoint.display().to_string(),
+        reason: format!("mount failed: {e}"),
+    })?;
+    // A mount made by `premount` is detached by the unit's ExecStopPost.
+    let mut unmounter = (!premounted).then(|| session.unmount_callable());
     fs.set_invalidator(kernel_invalidator(session.notifier()));
     let refresher = runtime.spawn(refresh_loop(fs.clone()));
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
@@ -139,8 +153,8 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         })
         .map_err(|e| DaemonError::Setup(format!("cannot start the FUSE thread: {e}")))?;
 
-    tracing::info!(mountpoint = %mountpoint.display(), vault = %store.describe(), "mounted");
-    notify_systemd("READY=1");
+    tracing::info!(mountpoint = %mountpoint.display(), vault = %store.describe(), premounted, "mounted");
+    crate::systemd::notify("READY=1");
 
     let stop_reason = runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -166,17 +180,25 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     let stop_reason =
         stop_reason.map_err(|e| DaemonError::Setup(format!("cannot watch signals: {e}")))?;
     tracing::info!(reason = stop_reason, "unmounting");
-    notify_systemd("STOPPING=1");
-    if stop_reason != "external unmount" {
-        if let Err(error) = unmounter.unmount() {
-            tracing::warn!(%error, "unmount failed; trying a lazy unmount");
-            lazy_unmount(&mountpoint);
+    crate::systemd::notify("STOPPING=1");
+    match unmounter.as_mut() {
+        Some(unmounter) if stop_reason != "external unmount" => {
+            if let Err(error) = unmounter.unmount() {
+                tracing::warn!(%error, "unmount failed; trying a lazy unmount");
+                lazy_unmount(&mountpoint);
+            }
         }
+        _ => {}
     }
-    match serve.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "FUSE session ended with an error"),
-        Err(_) => tracing::warn!("FUSE thread panicked"),
+    // The FUSE thread ends once the kernel drops the mount. A premounted one
+    // stays until ExecStopPost detaches it; exiting closes the descriptor, so
+    // readers get ENOTCONN rather than hang meanwhile.
+    if !premounted || stop_reason == "external unmount" {
+        match serve.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "FUSE session ended with an error"),
+            Err(_) => tracing::warn!("FUSE thread panicked"),
+        }
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
@@ -283,14 +305,24 @@ pub fn prepare_mountpoint(path: &Path) -> Result<PathBuf, DaemonError> {
 
 /// Whether `/proc/self/mountinfo` lists `path` as a mount point.
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
+    mounted_fs_type(path).is_some()
+}
+
+/// The filesystem type of the topmost mount at `path` (e.g. `fuse.gbo-fs`),
+/// per `/proc/self/mountinfo`; `None` when nothing is mounted there.
+pub fn mounted_fs_type(path: &Path) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let wanted = path.to_string_lossy();
     table
         .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|mount_point| unescape_mountinfo(mount_point) == wanted)
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|mount_point| unescape_mountinfo(mount_point) == wanted)
+        })
+        .filter_map(|line| line.split(" - ").nth(1)?.split(' ').next())
+        .next_back()
+        .map(str::to_string)
 }
 
 fn unescape_mountinfo(field: &str) -> String {
@@ -318,26 +350,28 @@ fn lazy_unmount(path: &Path) {
     tracing::warn!(mountpoint = %path.display(), "could not detach the mount");
 }
 
-/// Sends a state line to systemd when run as a `Type=notify` service.
-fn notify_systemd(state: &str) {
-    let Some(socket_path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let socket = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(socket) => socket,
-        Err(_) => return,
-    };
-    let bytes = socket_path.as_encoded_bytes();
-    let sent = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name)
-            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
-    } else {
-        socket.send_to(state.as_bytes(), &socket_path)
-    };
-    if let Err(error) = sent {
-        tracing::warn!(%error, "could not notify systemd");
+/// Validates a FUSE descriptor passed by systemd and names its mountpoint.
+fn handed_over_mountpoint(
+    device: &std::os::fd::OwnedFd,
+    args: &MountArgs,
+) -> Result<PathBuf, DaemonError> {
+    let mountpoint =
+        std::path::absolute(&args.mountpoint).map_err(|e| DaemonError::Mountpoint {
+            path: args.mountpoint.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    if !crate::premount::is_fuse_device(device) {
+        return Err(DaemonError::Setup(format!(
+            "the descriptor systemd passed as {} is not /dev/fuse",
+            crate::systemd::FUSE_FD_NAME
+        )));
     }
+    if args.auto_unmount {
+        return Err(DaemonError::Setup(
+            "--auto-unmount does not apply to a mount made by premount: the unit's ExecStopPost unmounts".into(),
+        ));
+    }
+    Ok(mountpoint)
 }
 
 #[cfg(test)]

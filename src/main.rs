@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
     let cli = Cli::parse();
-    let daemon = matches!(cli.command, Command::Mount(_));
+    let daemon = matches!(cli.command, Command::Mount(_) | Command::Premount(_));
     init_logging(&cli.global, daemon);
     match run(cli) {
         Ok(code) => code,
@@ -73,7 +73,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             print!("{}", gbo_fs::policy::readonly_policy(layout));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Completions { .. } | Command::Man | Command::Unseal(_) => Ok(ExitCode::SUCCESS),
+        Command::Completions { .. }
+        | Command::Man
+        | Command::Unseal(_)
+        | Command::Premount(_)
+        | Command::Unmount { .. } => Ok(ExitCode::SUCCESS),
         Command::Get { path } => {
             let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let value = runtime
@@ -115,6 +119,21 @@ fn run_without_vault_settings(cli: &Cli) -> Option<Result<ExitCode, String>> {
             gbo_fs::cli_docs::write_completions(*shell, &mut stdout);
             Some(Ok(ExitCode::SUCCESS))
         }
+        Command::Premount(args) => Some(
+            gbo_fs::premount::run_premount(args)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| e.to_string()),
+        ),
+        Command::Unmount { mountpoint } => Some(
+            gbo_fs::premount::run_unmount(mountpoint)
+                .map(|outcome| {
+                    if outcome == gbo_fs::premount::Unmounted::NothingMounted {
+                        eprintln!("gbo-fs: {}: nothing mounted", mountpoint.display());
+                    }
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| e.to_string()),
+        ),
         Command::Man => Some(
             gbo_fs::cli_docs::write_man_page(&mut stdout)
                 .map(|_| ExitCode::SUCCESS)

@@ -499,3 +499,43 @@ fn the_mount_is_read_only_nosuid_nodev_noexec_with_default_permissions() {
     assert!(line.contains("default_permissions"), "{line}");
     assert!(!line.contains("allow_other"), "{line}");
 }
+
+#[test]
+fn extended_attributes_are_unsupported_and_asking_logs_no_warning() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let file = std::ffi::CString::new(
+        mount
+            .path("gbo/llm/openai_key")
+            .as_os_str()
+            .as_encoded_bytes(),
+    )
+    .unwrap();
+    let name = std::ffi::CString::new("security.selinux").unwrap();
+    let mut buffer = [0u8; 64];
+    for _ in 0..2 {
+        // SAFETY: valid C strings and a buffer of the stated length.
+        let got = unsafe {
+            libc::getxattr(
+                file.as_ptr(),
+                name.as_ptr(),
+                buffer.as_mut_ptr().cast(),
+                buffer.len(),
+            )
+        };
+        assert_eq!(got, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EOPNOTSUPP)
+        );
+        // SAFETY: as above.
+        let listed =
+            unsafe { libc::listxattr(file.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len()) };
+        assert_eq!(listed, -1);
+    }
+    let log = mount.log_text();
+    assert!(!log.contains("Not Implemented"), "{log}");
+}

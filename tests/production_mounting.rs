@@ -86,7 +86,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
 }
 
 #[test]
-fn systemd_unit_is_a_notify_service_mounting_for_other_users_with_only_cap_sys_admin() {
+fn systemd_unit_is_the_issues_hardened_notify_service_with_a_capability_less_daemon() {
     let settings = unit_settings();
     let get = |key: &str| {
         settings
@@ -96,54 +96,43 @@ fn systemd_unit_is_a_notify_service_mounting_for_other_users_with_only_cap_sys_a
             .collect::<Vec<_>>()
     };
     assert_eq!(get("Type"), ["notify"]);
-    assert_eq!(get("CapabilityBoundingSet"), ["CAP_SYS_ADMIN"]);
+    assert_eq!(get("ProtectSystem"), ["strict"]);
+    assert_eq!(get("PrivateTmp"), ["yes"]);
     assert_eq!(get("NoNewPrivileges"), ["yes"]);
+    assert_eq!(
+        get("CapabilityBoundingSet"),
+        [""],
+        "the daemon keeps no capability"
+    );
+    assert_eq!(get("RuntimeDirectory"), ["gbo"]);
+    assert_eq!(get("Restart"), ["on-failure"]);
     assert_eq!(get("DeviceAllow"), ["/dev/fuse rw"]);
     assert_eq!(get("LimitCORE"), ["0"]);
-    assert_eq!(get("RuntimeDirectory"), ["gbo"]);
+    // The hand-off: premount (outside the sandbox) stores the FUSE descriptor.
+    assert_eq!(get("NotifyAccess"), ["exec"]);
+    assert_eq!(get("FileDescriptorStoreMax"), ["1"]);
+    assert!(
+        !get("SystemCallFilter").iter().any(|f| f.contains("@mount")),
+        "the daemon needs no mount syscall"
+    );
+    let pre = get("ExecStartPre").join(" ");
+    assert!(
+        pre.starts_with("+/usr/local/bin/gbo-fs premount /run/gbo/secrets --allow-other"),
+        "{pre}"
+    );
+    let post = get("ExecStopPost").join(" ");
+    assert_eq!(post, "+/usr/local/bin/gbo-fs unmount /run/gbo/secrets");
     let exec = get("ExecStart").join(" ");
     assert!(
         exec.contains("--env-file /etc/gbo/.env mount /run/gbo/secrets --allow-other --uid"),
         "{exec}"
     );
-    // The flags it uses exist: gbo-fs parses them (and fails only on Vault settings).
-    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
-    let mut with_help = args.clone();
-    with_help.push("--help");
-    let output = gbo_fs_without_vault(&with_help);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-}
-
-#[test]
-fn systemd_unit_uses_no_option_that_would_hide_the_mount_from_the_host() {
-    // These give the service its own mount namespace; its FUSE mount would then not
-    // propagate to the host, and botserver would see an empty directory.
-    const NAMESPACING: &[&str] = &[
-        "ProtectSystem",
-        "ProtectHome",
-        "PrivateTmp",
-        "PrivateDevices",
-        "PrivateMounts",
-        "PrivateUsers",
-        "ReadWritePaths",
-        "ReadOnlyPaths",
-        "InaccessiblePaths",
-        "TemporaryFileSystem",
-        "BindPaths",
-        "BindReadOnlyPaths",
-        "ProtectKernelTunables",
-        "ProtectKernelModules",
-        "ProtectKernelLogs",
-        "ProtectControlGroups",
-        "ProtectProc",
-        "ProcSubset",
-        "MountFlags",
-    ];
-    for (key, _) in unit_settings() {
-        assert!(
-            !NAMESPACING.contains(&key.as_str()),
-            "{key}= would keep the mount inside the service's namespace"
-        );
+    // The flags each command line uses exist: gbo-fs parses them.
+    for line in [pre.as_str(), exec.as_str(), post.as_str()] {
+        let mut args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        args.push("--help");
+        let output = gbo_fs_without_vault(&args);
+        assert!(output.status.success(), "{line}: {}", text(&output.stderr));
     }
 }
 

@@ -26,12 +26,18 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 /// skips (or fails, when GBO_FS_REQUIRE_FUSE=1 as in CI).
 pub fn fuse_available() -> bool {
     let available = Path::new("/dev/fuse").exists() && nix::unistd::geteuid().is_root();
+    available_or_skip(available, "GBO_FS_REQUIRE_FUSE", "root and /dev/fuse")
+}
+
+/// Returns `available`; when false, prints that the test skips for want of
+/// `needs`, or fails the test if the environment variable `require` is 1 (CI).
+pub fn available_or_skip(available: bool, require: &str, needs: &str) -> bool {
     if !available {
         assert!(
-            std::env::var("GBO_FS_REQUIRE_FUSE").as_deref() != Ok("1"),
-            "FUSE tests required (GBO_FS_REQUIRE_FUSE=1) but /dev/fuse or root is missing"
+            std::env::var(require).as_deref() != Ok("1"),
+            "required ({require}=1) but this machine lacks {needs}"
         );
-        eprintln!("skipping: needs root and /dev/fuse");
+        eprintln!("skipping: needs {needs}");
     }
     available
 }
