@@ -2,8 +2,10 @@
 //! short negative caching and stale-on-error.
 //!
 //! One cache instance holds one kind of answer (secrets, or folder listings),
-//! keyed by logical path. Concurrent misses on one key share one fetch, which
-//! runs in its own task so that a caller giving up never wastes it.
+//! keyed by logical path. Concurrent misses on one key share one fetch. The
+//! first caller drives it in its own task (no hand-off to another thread on
+//! the miss path); a caller that gives up before it ends hands it to a task of
+//! its own, so the fetch is never wasted nor left half done.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -177,7 +179,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             }
         };
         inner.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let shared = self.join_or_start_fetch(key, fetch);
+        let shared = drive(self.join_or_start_fetch(key, fetch));
         let answer = match &stale_candidate {
             Some(_) => tokio::time::timeout(inner.policy.stale_wait, shared)
                 .await
@@ -225,7 +227,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Answer<V>> + Send + 'static,
     {
-        let _ = self.join_or_start_fetch(key, fetch).await;
+        let _ = drive(self.join_or_start_fetch(key, fetch)).await;
     }
 
     fn join_or_start_fetch<F, Fut>(&self, key: &str, fetch: F) -> InFlight<V>
@@ -240,9 +242,12 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         let inner = self.inner.clone();
         let owned_key = key.to_string();
         let work = fetch();
-        let task = tokio::spawn(async move {
+        let shared = async move {
             inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
-            let answer = work.await;
+            let answer = std::panic::AssertUnwindSafe(work)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Malformed("fetch task failed".into())));
             let changed = inner.store_answer(&owned_key, &answer);
             inner.in_flight.lock().unwrap().remove(&owned_key);
             if changed {
@@ -251,10 +256,6 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
                 }
             }
             answer
-        });
-        let shared = async move {
-            task.await
-                .unwrap_or_else(|_| Err(StoreError::Malformed("fetch task failed".into())))
         }
         .boxed()
         .shared();
@@ -325,6 +326,27 @@ impl<V: Clone + PartialEq> Inner<V> {
             }
         }
     }
+}
+
+/// Awaits a shared fetch in the caller's task. When the caller gives up first
+/// (a timeout, a dropped request), the fetch goes on in a task of its own, so
+/// its answer is still cached and its in-flight entry cleared.
+async fn drive<V: Clone + Send + Sync + 'static>(shared: InFlight<V>) -> Answer<V> {
+    struct FinishOnDrop<V: Clone + Send + Sync + 'static>(Option<InFlight<V>>);
+    impl<V: Clone + Send + Sync + 'static> Drop for FinishOnDrop<V> {
+        fn drop(&mut self) {
+            let Some(unfinished) = self.0.take() else {
+                return;
+            };
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(unfinished);
+            }
+        }
+    }
+    let mut guard = FinishOnDrop(Some(shared.clone()));
+    let answer = shared.await;
+    guard.0 = None;
+    answer
 }
 
 /// Exponential backoff with jitter: about `BASE_BACKOFF * 2^(failures-1)`, capped
@@ -458,6 +480,30 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap().value, Some(9));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_fetch_whose_caller_gave_up_still_finishes_and_is_cached() {
+        let cache = FetchCache::new(policy(60_000));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(10),
+            cache.get_or_fetch("k", move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Some(4))
+            }),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the caller gave up first");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = fetch_counted(&cache, "k", &calls, Ok(Some(5)))
+            .await
+            .unwrap();
+        assert_eq!(got.value, Some(4), "the abandoned fetch was cached");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(cache.due_for_refresh().is_empty());
     }
 
     #[tokio::test]
