@@ -2,10 +2,8 @@
 //! short negative caching and stale-on-error.
 //!
 //! One cache instance holds one kind of answer (secrets, or folder listings),
-//! keyed by logical path. Concurrent misses on one key share one fetch. The
-//! first caller drives it in its own task (no hand-off to another thread on
-//! the miss path); a caller that gives up before it ends hands it to a task of
-//! its own, so the fetch is never wasted nor left half done.
+//! keyed by logical path. Concurrent misses on one key share one fetch, which
+//! runs in its own task so that a caller giving up never wastes it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -179,7 +177,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             }
         };
         inner.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let shared = drive(self.join_or_start_fetch(key, fetch));
+        let shared = self.join_or_start_fetch(key, fetch);
         let answer = match &stale_candidate {
             Some(_) => tokio::time::timeout(inner.policy.stale_wait, shared)
                 .await
@@ -227,7 +225,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Answer<V>> + Send + 'static,
     {
-        let _ = drive(self.join_or_start_fetch(key, fetch)).await;
+        let _ = self.join_or_start_fetch(key, fetch).await;
     }
 
     fn join_or_start_fetch<F, Fut>(&self, key: &str, fetch: F) -> InFlight<V>
@@ -242,12 +240,9 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         let inner = self.inner.clone();
         let owned_key = key.to_string();
         let work = fetch();
-        let shared = async move {
+        let task = tokio::spawn(async move {
             inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
-            let answer = std::panic::AssertUnwindSafe(work)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(StoreError::Malformed("fetch task failed".into())));
+            let answer = work.await;
             let changed = inner.store_answer(&owned_key, &answer);
             inner.in_flight.lock().unwrap().remove(&owned_key);
             if changed {
@@ -256,6 +251,10 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
                 }
             }
             answer
+        });
+        let shared = async move {
+            task.await
+                .unwrap_or_else(|_| Err(StoreError::Malformed("fetch task failed".into())))
         }
         .boxed()
         .shared();
@@ -326,27 +325,6 @@ impl<V: Clone + PartialEq> Inner<V> {
             }
         }
     }
-}
-
-/// Awaits a shared fetch in the caller's task. When the caller gives up first
-/// (a timeout, a dropped request), the fetch goes on in a task of its own, so
-/// its answer is still cached and its in-flight entry cleared.
-async fn drive<V: Clone + Send + Sync + 'static>(shared: InFlight<V>) -> Answer<V> {
-    struct FinishOnDrop<V: Clone + Send + Sync + 'static>(Option<InFlight<V>>);
-    impl<V: Clone + Send + Sync + 'static> Drop for FinishOnDrop<V> {
-        fn drop(&mut self) {
-            let Some(unfinished) = self.0.take() else {
-                return;
-            };
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(unfinished);
-            }
-        }
-    }
-    let mut guard = FinishOnDrop(Some(shared.clone()));
-    let answer = shared.await;
-    guard.0 = None;
-    answer
 }
 
 /// Exponential backoff with jitter: about `BASE_BACKOFF * 2^(failures-1)`, capped
