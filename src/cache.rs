@@ -461,6 +461,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_fetch_whose_caller_gave_up_still_finishes_and_is_cached() {
+        let cache = FetchCache::new(policy(60_000));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(10),
+            cache.get_or_fetch("k", move || async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Some(4))
+            }),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the caller gave up first");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let got = fetch_counted(&cache, "k", &calls, Ok(Some(5)))
+            .await
+            .unwrap();
+        assert_eq!(got.value, Some(4), "the abandoned fetch was cached");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(cache.due_for_refresh().is_empty());
+    }
+
+    #[tokio::test]
     async fn not_found_is_cached_for_the_negative_ttl() {
         let cache = FetchCache::new(CachePolicy {
             negative_ttl: Duration::from_millis(30),

@@ -66,10 +66,12 @@ pub fn one_shot_filesystem(settings: &Settings) -> Result<(Runtime, Arc<SecretFs
     Ok((runtime, fs))
 }
 
-/// A tokio runtime for the daemon and the one-shot commands.
+/// A tokio runtime for the daemon and the one-shot commands. One worker: the
+/// work is I/O-bound, and on a cache miss every extra worker woken (tokio wakes
+/// a second one to steal each new task) is a cross-CPU wake-up on the path.
 pub fn runtime() -> Result<Runtime, DaemonError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
+        .worker_threads(1)
         .thread_name("gbo-fs-worker")
         .enable_all()
         .build()
