@@ -349,7 +349,7 @@ pub struct SecretFs {
     handles: Mutex<HashMap<u64, Arc<SecretBytes>>>,
     next_handle: AtomicU64,
     warnings: WarnOnce,
-    key_warnings: WarnOnce,
+    key_warnings: Arc<WarnOnce>,
     started: SystemTime,
 }
 
@@ -380,7 +380,7 @@ impl SecretFs {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             warnings: WarnOnce::default(),
-            key_warnings: WarnOnce::default(),
+            key_warnings: Arc::default(),
             started: SystemTime::now(),
         }
     }
@@ -1002,11 +1002,7 @@ impl SecretFs {
             .secrets
             .get_or_fetch(path, self.secret_fetch(path))
             .await;
-        let cached = self.note_outcome(path, "read", answer)?;
-        if let Some(secret) = &cached {
-            self.warn_invalid_keys(path, secret);
-        }
-        Ok(cached)
+        self.note_outcome(path, "read", answer)
     }
 
     /// A Vault operation on one path, run with one of the `vault_concurrency` permits.
@@ -1037,8 +1033,16 @@ impl SecretFs {
         &self,
         path: &str,
     ) -> impl FnOnce() -> BoxFuture<'static, Result<Option<Arc<Secret>>, StoreError>> {
-        self.limited_fetch(path, |store, path| {
-            Box::pin(async move { store.read_secret(&path).await.map(|s| s.map(Arc::new)) })
+        // Keys are checked once per fetch, not on every (cached) access.
+        let warnings = self.key_warnings.clone();
+        self.limited_fetch(path, move |store, path| {
+            Box::pin(async move {
+                let secret = store.read_secret(&path).await?;
+                if let Some(secret) = &secret {
+                    warn_invalid_keys(&warnings, &path, secret);
+                }
+                Ok(secret.map(Arc::new))
+            })
         })
     }
 
@@ -1102,13 +1106,14 @@ impl SecretFs {
             }
         }
     }
+}
 
-    fn warn_invalid_keys(&self, path: &str, secret: &Secret) {
-        for key in secret.values.keys().filter(|k| !is_valid_file_name(k)) {
-            if self.key_warnings.first(path, key) {
-                let shown: String = key.chars().take(64).collect();
-                tracing::warn!(path, key = ?shown, "key is not a valid file name; it is not shown");
-            }
+/// Warns once per path and key about a key that cannot be a file name.
+fn warn_invalid_keys(warnings: &WarnOnce, path: &str, secret: &Secret) {
+    for key in secret.values.keys().filter(|k| !is_valid_file_name(k)) {
+        if warnings.first(path, key) {
+            let shown: String = key.chars().take(64).collect();
+            tracing::warn!(path, key = ?shown, "key is not a valid file name; it is not shown");
         }
     }
 }

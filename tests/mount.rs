@@ -539,3 +539,35 @@ fn extended_attributes_are_unsupported_and_asking_logs_no_warning() {
     let log = mount.log_text();
     assert!(!log.contains("Not Implemented"), "{log}");
 }
+
+#[test]
+fn a_key_that_cannot_be_a_file_name_is_hidden_and_warned_about_once_without_its_value() {
+    if !fuse_available() {
+        return;
+    }
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    server.put_str(
+        "secret",
+        "gbo/odd",
+        &[("a/b", "hidden-odd-value"), ("ok", "fine")],
+    );
+    // TTL 0: every access fetches again.
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "0"]);
+    for _ in 0..3 {
+        let names: Vec<String> = std::fs::read_dir(mount.path("gbo/odd"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["ok"]);
+        assert_eq!(std::fs::read(mount.path("gbo/odd/ok")).unwrap(), b"fine");
+    }
+    assert!(server.count("GET", "secret/data/gbo/odd") >= 3);
+    let log = mount.log_text();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("not a valid file name"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains("gbo/odd") && warnings[0].contains("a/b"));
+    assert!(!log.contains("hidden-odd-value"));
+}
