@@ -411,11 +411,7 @@ fn machine() -> String {
 
 /// Requests to the KV mount (the daemon's periodic seal/token checks excluded).
 fn kv_requests(server: &TestVaultServer) -> usize {
-    server
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("secret/"))
-        .count()
+    server.requests_under("secret/")
 }
 
 fn us(d: Duration) -> f64 {

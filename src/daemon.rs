@@ -314,6 +314,12 @@ pub fn is_mount_point(path: &Path) -> bool {
 /// per `/proc/self/mountinfo`; `None` when nothing is mounted there.
 pub fn mounted_fs_type(path: &Path) -> Option<String> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    fs_type_in_mountinfo(&table, path)
+}
+
+/// The filesystem type of the topmost mount at `path` in a mountinfo `table`
+/// (that of `/proc/PID/mountinfo`).
+pub fn fs_type_in_mountinfo(table: &str, path: &Path) -> Option<String> {
     let wanted = path.to_string_lossy();
     table
         .lines()
@@ -336,7 +342,7 @@ fn unescape_mountinfo(field: &str) -> String {
 }
 
 /// Detaches whatever is mounted at `path`: umount2(MNT_DETACH) as root, else fusermount3.
-fn lazy_unmount(path: &Path) {
+pub(crate) fn lazy_unmount(path: &Path) {
     if nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).is_ok() {
         return;
     }

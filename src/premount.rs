@@ -11,7 +11,7 @@ use std::time::Duration;
 use nix::mount::MsFlags;
 
 use crate::cli::MountArgs;
-use crate::daemon::{prepare_mountpoint, DaemonError};
+use crate::daemon::{lazy_unmount, prepare_mountpoint, DaemonError};
 use crate::systemd;
 
 /// The filesystem type gbo-fs mounts show in /proc/self/mountinfo.
@@ -40,7 +40,7 @@ pub fn run_premount(args: &MountArgs) -> Result<(), DaemonError> {
     let mountpoint = prepare_mountpoint(&args.mountpoint)?;
     let device = mount_fuse_device(&mountpoint, args.allow_other)?;
     if let Err(error) = systemd::store_fd(systemd::FUSE_FD_NAME, device.as_fd(), STORE_TIMEOUT) {
-        detach(&mountpoint);
+        lazy_unmount(&mountpoint);
         return Err(DaemonError::Setup(format!(
             "{}: mounted, but systemd did not take the descriptor ({error}); unmounted again. \
              The unit needs FileDescriptorStoreMax=1 and NotifyAccess=exec",
@@ -150,12 +150,6 @@ fn join_init_mount_namespace() -> Result<(), DaemonError> {
     nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| failed(&e))?;
     tracing::debug!("joined PID 1's mount namespace");
     Ok(())
-}
-
-fn detach(mountpoint: &Path) {
-    if let Err(error) = nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH) {
-        tracing::warn!(mountpoint = %mountpoint.display(), %error, "could not detach the mount");
-    }
 }
 
 /// Checks that a descriptor passed by systemd is the FUSE device.

@@ -35,11 +35,7 @@ fn put(server: &TestVaultServer, path: &str, keys: usize) {
 
 /// Requests to the KV mount: the daemon's periodic seal and token checks are not counted.
 fn kv_requests(server: &TestVaultServer) -> usize {
-    server
-        .requests()
-        .iter()
-        .filter(|r| r.path.starts_with("secret/"))
-        .count()
+    server.requests_under("secret/")
 }
 
 fn gets(server: &TestVaultServer, path: &str) -> usize {

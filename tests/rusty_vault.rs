@@ -11,17 +11,9 @@ use gbo_fs::vault::layout::{KvLayout, KvVersion};
 use gbo_fs::vault::SecretStore;
 use serde_json::json;
 
-/// Starts RustyVault, or skips when it is not installed (CI sets GBO_FS_REQUIRE_RVAULT=1).
+/// Starts a seeded RustyVault, or skips when it is not installed.
 fn rusty_vault() -> Option<RustyVault> {
-    if RustyVault::binary().is_none() {
-        assert!(
-            std::env::var("GBO_FS_REQUIRE_RVAULT").as_deref() != Ok("1"),
-            "rvault is required (GBO_FS_REQUIRE_RVAULT=1) but not installed"
-        );
-        eprintln!("skipping: rvault not installed (cargo install rusty_vault --version 0.2.1)");
-        return None;
-    }
-    let vault = RustyVault::start().expect("start rvault");
+    let vault = common::rusty_vault_or_skip()?;
     vault.put(
         "gbo/llm",
         &json!({"openai_key": "sk-real-server", "anthropic_key": "sk-ant-real"}),

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{available_or_skip, force_unmount, fuse_available, run_bounded, wait_until, BIN};
-use gbo_fs::daemon::{is_mount_point, mounted_fs_type};
+use gbo_fs::daemon::{fs_type_in_mountinfo, is_mount_point, mounted_fs_type};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
@@ -493,12 +493,7 @@ impl BootedSystemd {
     fn mounted_in_systemds_namespace(&self, path: &str) -> Option<String> {
         let pid = self.pid()?;
         let table = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-        table
-            .lines()
-            .find(|line| line.split(' ').nth(4) == Some(path))
-            .and_then(|line| line.split(" - ").nth(1))
-            .and_then(|rest| rest.split(' ').next())
-            .map(str::to_string)
+        fs_type_in_mountinfo(&table, Path::new(path))
     }
 
     fn log(&self) -> String {

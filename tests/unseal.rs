@@ -11,26 +11,13 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{fuse_available, gbo_fs, run_bounded, wait_until, Mount};
+use common::{fuse_available, gbo_fs, run_bounded, rusty_vault_or_skip, wait_until, Mount};
 use gbo_fs::testing::rusty_vault::RustyVault;
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer, UNSEAL_KEY};
 use gbo_fs::upkeep::UpkeepSettings;
 use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// Starts RustyVault, or skips when it is not installed (CI sets GBO_FS_REQUIRE_RVAULT=1).
-fn rusty_vault() -> Option<RustyVault> {
-    if RustyVault::binary().is_none() {
-        assert!(
-            std::env::var("GBO_FS_REQUIRE_RVAULT").as_deref() != Ok("1"),
-            "rvault is required (GBO_FS_REQUIRE_RVAULT=1) but not installed"
-        );
-        eprintln!("skipping: rvault not installed (cargo install rusty_vault --version 0.2.1)");
-        return None;
-    }
-    Some(RustyVault::start().expect("start rvault"))
-}
 
 /// Writes `contents` to `dir/name` with `mode` from the start (never briefly world-readable).
 fn write_private(dir: &Path, name: &str, contents: &str, mode: u32) -> PathBuf {
@@ -77,7 +64,7 @@ fn assert_no_secret_in(text: &str, vault: &RustyVault) {
 
 #[test]
 fn unseal_command_unseals_a_restarted_rustyvault_from_a_keys_file() {
-    let Some(mut vault) = rusty_vault() else {
+    let Some(mut vault) = rusty_vault_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -105,7 +92,7 @@ fn unseal_command_unseals_a_restarted_rustyvault_from_a_keys_file() {
 
 #[test]
 fn unseal_command_reads_botservers_init_json_preferring_hex_keys() {
-    let Some(mut vault) = rusty_vault() else {
+    let Some(mut vault) = rusty_vault_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +114,7 @@ fn unseal_command_reads_botservers_init_json_preferring_hex_keys() {
 
 #[test]
 fn running_out_of_keys_while_still_sealed_is_an_error() {
-    let Some(mut vault) = rusty_vault() else {
+    let Some(mut vault) = rusty_vault_or_skip() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -284,7 +271,7 @@ fn a_daemon_started_against_a_sealed_rustyvault_unseals_it_and_serves_secrets() 
     if !fuse_available() {
         return;
     }
-    let Some(mut vault) = rusty_vault() else {
+    let Some(mut vault) = rusty_vault_or_skip() else {
         return;
     };
     vault.put("gbo/llm", &json!({"openai_key": "sk-after-unseal"}));

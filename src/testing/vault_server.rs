@@ -584,6 +584,17 @@ impl TestVaultServer {
             .count()
     }
 
+    /// How many requests went to API paths starting with `prefix` (e.g. `secret/`
+    /// for the KV mount, leaving out `sys/` and `auth/` checks).
+    pub fn requests_under(&self, prefix: &str) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .count()
+    }
+
     /// The number of requests recorded.
     pub fn total_requests(&self) -> usize {
         self.shared.lock().requests.len()

@@ -42,6 +42,16 @@ pub fn available_or_skip(available: bool, require: &str, needs: &str) -> bool {
     available
 }
 
+/// Starts a real RustyVault server, or skips when `rvault` is not installed
+/// (fails instead when GBO_FS_REQUIRE_RVAULT=1, as in CI).
+pub fn rusty_vault_or_skip() -> Option<gbo_fs::testing::rusty_vault::RustyVault> {
+    use gbo_fs::testing::rusty_vault::RustyVault;
+    let installed = RustyVault::binary().is_some();
+    let needs = "rvault (cargo install rusty_vault --version 0.2.1)";
+    available_or_skip(installed, "GBO_FS_REQUIRE_RVAULT", needs)
+        .then(|| RustyVault::start().expect("start rvault"))
+}
+
 /// A `gbo-fs` command with Vault settings in its environment, run from an
 /// empty working directory so no stray `.env` is read.
 pub fn gbo_fs(addr: &str, token: &str, workdir: &Path) -> Command {
