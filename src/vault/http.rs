@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use super::layout::{
     mount_from_sys_mounts, mount_from_ui_mounts, KvLayout, KvVersion, LayoutOverrides,
 };
-use super::{ListEntry, Secret, SecretStore, StoreError, VaultStatus};
+use super::{kv_answer, ListEntry, Secret, SecretStore, StoreError, VaultStatus};
 
 /// Characters escaped inside one path segment.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -98,6 +98,31 @@ pub fn validate_vault_addr(addr: &str) -> Result<url::Url, String> {
         ));
     }
     Ok(parsed)
+}
+
+/// One Vault API request made through the kept-alive client directly.
+struct ApiRequest<'a> {
+    method: &'a str,
+    /// After `/v1/`.
+    api_path: &'a str,
+    json_body: Option<&'a Value>,
+    /// Longest answer accepted.
+    max_bytes: usize,
+    /// Whether `X-Vault-Token` is sent (not to login endpoints).
+    send_token: bool,
+}
+
+impl<'a> ApiRequest<'a> {
+    /// A request with no body, sending the token.
+    fn new(method: &'a str, api_path: &'a str, max_bytes: usize) -> ApiRequest<'a> {
+        ApiRequest {
+            method,
+            api_path,
+            json_body: None,
+            max_bytes,
+            send_token: true,
+        }
+    }
 }
 
 /// Vault over HTTP, for one namespace prefix.
@@ -179,8 +204,11 @@ impl VaultHttpStore {
         api_path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, StoreError> {
-        self.with_timeout(self.raw_request_with_body(method, api_path, body, MAX_LIST_BYTES, true))
-            .await
+        self.with_timeout(self.raw_request_with_body(ApiRequest {
+            json_body: body,
+            ..ApiRequest::new(method, api_path, MAX_LIST_BYTES)
+        }))
+        .await
     }
 
     /// Like [`request_json`](Self::request_json) but without `X-Vault-Token`: for login
@@ -191,8 +219,12 @@ impl VaultHttpStore {
         api_path: &str,
         body: Option<&Value>,
     ) -> Result<Option<Value>, StoreError> {
-        self.with_timeout(self.raw_request_with_body(method, api_path, body, MAX_LIST_BYTES, false))
-            .await
+        self.with_timeout(self.raw_request_with_body(ApiRequest {
+            json_body: body,
+            send_token: false,
+            ..ApiRequest::new(method, api_path, MAX_LIST_BYTES)
+        }))
+        .await
     }
 
     /// The resolved KV layout; detected on first use, retried until it succeeds.
@@ -264,18 +296,38 @@ impl VaultHttpStore {
         api_path: &str,
         max_bytes: usize,
     ) -> Result<Option<Value>, StoreError> {
-        self.raw_request_with_body(method, api_path, None, max_bytes, true)
+        self.raw_request_with_body(ApiRequest::new(method, api_path, max_bytes))
             .await
     }
 
     async fn raw_request_with_body(
         &self,
-        method: &str,
-        api_path: &str,
-        json_body: Option<&Value>,
-        max_bytes: usize,
-        send_token: bool,
+        request: ApiRequest<'_>,
     ) -> Result<Option<Value>, StoreError> {
+        let api_path = request.api_path;
+        let Some(body) = self.raw_request_bytes(request).await? else {
+            return Ok(None);
+        };
+        if body.is_empty() {
+            return Ok(Some(Value::Null));
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|_| StoreError::Malformed(format!("answer to {api_path} is not JSON")))
+    }
+
+    /// One request; the body of a 2xx answer, zeroized on drop. `Ok(None)` is a 404.
+    async fn raw_request_bytes(
+        &self,
+        request: ApiRequest<'_>,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let ApiRequest {
+            method,
+            api_path,
+            json_body,
+            max_bytes,
+            send_token,
+        } = request;
         let url = format!("{}/v1/{}", self.base_url, api_path);
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StoreError::Malformed(format!("bad method {method}")))?;
@@ -299,7 +351,8 @@ impl VaultHttpStore {
         }
         let mut response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
-        let mut body = Zeroizing::new(Vec::new());
+        let expected = response.content_length().unwrap_or(0) as usize;
+        let mut body = Zeroizing::new(Vec::with_capacity(expected.min(max_bytes)));
         while let Some(chunk) = response
             .chunk()
             .await
@@ -308,13 +361,10 @@ impl VaultHttpStore {
             if body.len() + chunk.len() > max_bytes {
                 return Err(StoreError::TooLarge(max_bytes));
             }
-            body.extend_from_slice(&chunk);
+            kv_answer::append_zeroizing(&mut body, &chunk);
         }
         match status {
-            200..=299 if body.is_empty() => Ok(Some(Value::Null)),
-            200..=299 => serde_json::from_slice(&body)
-                .map(Some)
-                .map_err(|_| StoreError::Malformed(format!("answer to {api_path} is not JSON"))),
+            200..=299 => Ok(Some(body)),
             404 => Ok(None),
             other => Err(status_error(other, &body)),
         }
@@ -375,48 +425,30 @@ impl VaultHttpStore {
     }
 
     /// KV v2 read. Streamed through the kept-alive client rather than vaultrs so
-    /// that `--max-secret-bytes` cuts a huge answer off while it arrives.
+    /// that `--max-secret-bytes` cuts a huge answer off while it arrives, and parsed
+    /// straight into zeroized values ([`kv_answer`]).
     async fn read_v2(&self, layout: &KvLayout, path: &str) -> Result<Option<Secret>, StoreError> {
         let api_path = encode_path(&layout.read_api_path(path));
         // A deleted or destroyed version answers 404 (or `data: null`): not found.
-        let Some(body) = self
-            .raw_request("GET", &api_path, self.connection.max_secret_bytes + 4096)
-            .await?
-        else {
+        let Some(body) = self.read_body(&api_path).await? else {
             return Ok(None);
         };
-        let data = body.get("data").filter(|d| d.is_object()).ok_or_else(|| {
-            StoreError::Malformed(format!("answer to {api_path} has no `data` object"))
-        })?;
-        let Some(object) = data.get("data").and_then(Value::as_object) else {
-            return Ok(None);
-        };
-        let mut secret = Secret::from_json_object(object);
-        let metadata = data.get("metadata");
-        secret.version = metadata
-            .and_then(|m| m.get("version"))
-            .and_then(Value::as_u64);
-        secret.created_time = metadata
-            .and_then(|m| m.get("created_time"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        Ok(Some(secret))
+        kv_answer::parse_v2(&body, &api_path)
     }
 
     async fn read_v1(&self, layout: &KvLayout, path: &str) -> Result<Option<Secret>, StoreError> {
         let api_path = encode_path(&layout.read_api_path(path));
-        let Some(body) = self
-            .raw_request("GET", &api_path, self.connection.max_secret_bytes + 4096)
-            .await?
-        else {
+        let Some(body) = self.read_body(&api_path).await? else {
             return Ok(None);
         };
-        match body.get("data").and_then(Value::as_object) {
-            Some(object) => Ok(Some(Secret::from_json_object(object))),
-            None => Err(StoreError::Malformed(format!(
-                "answer to {api_path} has no `data` object"
-            ))),
-        }
+        kv_answer::parse_v1(&body, &api_path).map(Some)
+    }
+
+    /// The zeroized body of a secret read, capped at `--max-secret-bytes`.
+    async fn read_body(&self, api_path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let max_bytes = self.connection.max_secret_bytes + 4096;
+        self.raw_request_bytes(ApiRequest::new("GET", api_path, max_bytes))
+            .await
     }
 
     async fn list(

@@ -5,6 +5,7 @@
 //! KV mount (and KV version) is the implementation's business; see [`layout`].
 
 pub mod http;
+pub mod kv_answer;
 pub mod layout;
 pub mod memory;
 
