@@ -880,8 +880,8 @@ fn main() {
     report.fact(format!(
         "cold-read floor: a cold read waits for at least one FUSE round trip around its GET \
          (the LOOKUP that learns the key exists); one round trip here is {:.1} µs against a \
-         {:.1} µs GET, so no FUSE daemon can do better than {:.2}x on this machine \
-         (gbo-fs: {:.2}x, the GET plus {:.1} µs)",
+         {:.1} µs GET, so no daemon on this transport can do better than {:.2}x on this \
+         machine (gbo-fs: {:.2}x, the GET plus {:.1} µs)",
         us(round_trip),
         us(http.p50()),
         ratio(http.p50() + round_trip, http.p50()),
