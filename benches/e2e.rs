@@ -432,6 +432,22 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// The logical path of the `p`th secret read cold (one key, `value`).
+fn cold_secret(p: usize) -> String {
+    format!("gbo/cold/p{p:03}")
+}
+
+/// Puts the `COLD_PATHS` cold-read secrets into `server`'s KV v2 mount `secret`.
+fn seed_cold_secrets(server: &TestVaultServer) {
+    for p in 0..COLD_PATHS {
+        server.put_secret(
+            "secret",
+            &cold_secret(p),
+            object(std::iter::once("value".to_string())),
+        );
+    }
+}
+
 /// The two references a cold read is compared with: a direct GET of the same
 /// secret by a kept-alive reqwest client, and the same GET through the daemon's
 /// own Vault client (`VaultHttpStore`) in process, without FUSE.
@@ -471,7 +487,7 @@ impl ColdReferences {
 
     /// Times one GET of `gbo/cold/pNNN` by the kept-alive reqwest client.
     fn direct_get(&self, p: usize) -> Duration {
-        let url = format!("{}/v1/secret/data/gbo/cold/p{p:03}", self.addr);
+        let url = format!("{}/v1/secret/data/{}", self.addr, cold_secret(p));
         self.runtime.block_on(async {
             let start = Instant::now();
             let response = self
@@ -492,7 +508,7 @@ impl ColdReferences {
     /// Times one read of `gbo/cold/pNNN` through `VaultHttpStore::read_secret`.
     fn store_get(&self, p: usize) -> Duration {
         use gbo_fs::vault::SecretStore;
-        let path = format!("gbo/cold/p{p:03}");
+        let path = cold_secret(p);
         self.runtime.block_on(async {
             let start = Instant::now();
             let secret = self.store.read_secret(&path).await;
@@ -532,13 +548,7 @@ fn main() {
         "gbo/big",
         object((0..LIST_KEYS).map(|i| format!("key{i:04}"))),
     );
-    for p in 0..COLD_PATHS {
-        server.put_secret(
-            "secret",
-            &format!("gbo/cold/p{p:03}"),
-            object(std::iter::once("value".to_string())),
-        );
-    }
+    seed_cold_secrets(&server);
     for p in 0..LOAD_PATHS {
         server.put_secret(
             "secret",
@@ -642,15 +652,9 @@ fn main() {
     // The references read a twin server holding the same secrets, so every count
     // taken from `server` stays the daemon's own.
     let twin = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).expect("twin server");
-    for p in 0..COLD_PATHS {
-        twin.put_secret(
-            "secret",
-            &format!("gbo/cold/p{p:03}"),
-            object(std::iter::once("value".to_string())),
-        );
-    }
+    seed_cold_secrets(&twin);
     let references = ColdReferences::new(&twin);
-    open_read_close(&daemon.path("gbo/cold/p000/value"), &mut buf);
+    open_read_close(&daemon.path(&format!("{}/value", cold_secret(0))), &mut buf);
     references.direct_get(0);
     references.store_get(0);
     let cold_gets_before = kv_requests(&server);
@@ -660,7 +664,7 @@ fn main() {
         for step in 0..3 {
             match (p + step) % 3 {
                 0 => {
-                    let path = daemon.path(&format!("gbo/cold/p{p:03}/value"));
+                    let path = daemon.path(&format!("{}/value", cold_secret(p)));
                     let start = Instant::now();
                     let n = open_read_close(&path, &mut buf);
                     cold_samples.push(start.elapsed());
@@ -676,7 +680,7 @@ fn main() {
     let store_only = Run::from_samples(store_samples);
     let cold_requests = kv_requests(&server) - cold_gets_before;
     let cold_gets: usize = (1..COLD_PATHS)
-        .map(|p| server.count("GET", &format!("secret/data/gbo/cold/p{p:03}")))
+        .map(|p| server.count("GET", &format!("secret/data/{}", cold_secret(p))))
         .sum();
     let reference_gets = twin.requests_under("secret/");
     drop(references);

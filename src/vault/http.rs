@@ -313,7 +313,7 @@ impl VaultHttpStore {
         }
         serde_json::from_slice(&body)
             .map(Some)
-            .map_err(|_| StoreError::Malformed(format!("answer to {api_path} is not JSON")))
+            .map_err(|_| kv_answer::not_json(api_path))
     }
 
     /// One request; the body of a 2xx answer, zeroized on drop. `Ok(None)` is a 404.

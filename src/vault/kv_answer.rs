@@ -100,8 +100,7 @@ pub fn parse_v2(body: &[u8], api_path: &str) -> Result<Option<Secret>, StoreErro
 
 /// The answer's `data`, which must be an object.
 fn envelope_data<'a>(body: &'a [u8], api_path: &str) -> Result<&'a RawValue, StoreError> {
-    let envelope: Envelope = serde_json::from_slice(body)
-        .map_err(|_| StoreError::Malformed(format!("answer to {api_path} is not JSON")))?;
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|_| not_json(api_path))?;
     envelope
         .data
         .filter(|d| is_object(d))
@@ -122,6 +121,11 @@ fn values_of(
 
 fn is_object(raw: &RawValue) -> bool {
     raw.get().starts_with('{')
+}
+
+/// The error for an answer that does not parse (never the parser's message).
+pub(super) fn not_json(api_path: &str) -> StoreError {
+    StoreError::Malformed(format!("answer to {api_path} is not JSON"))
 }
 
 fn no_data(api_path: &str) -> StoreError {
