@@ -28,7 +28,9 @@ const VALUE_BYTES: usize = 100;
 const THREADS: usize = 8;
 /// open+read+close operations timed, single-threaded, per file system.
 const SINGLE_OPS: usize = 20_000;
-/// ... and per thread in each round of the 8-thread runs.
+/// The single-thread warm reads run in this many alternating rounds per side.
+const SINGLE_ROUNDS: usize = 10;
+/// open+read+close operations timed per thread in each round of the 8-thread runs.
 const OPS_PER_THREAD: usize = 10_000;
 /// Rounds of the 8-thread runs, alternating tmpfs and gbo-fs.
 const MULTI_ROUNDS: usize = 3;
@@ -247,6 +249,13 @@ impl Run {
     fn from_samples(samples: Vec<Duration>) -> Run {
         let busy = samples.iter().sum();
         Run::new(samples, busy)
+    }
+
+    /// One run made of several rounds: all their samples over all their time.
+    fn pooled(rounds: Vec<Run>) -> Run {
+        let wall = rounds.iter().map(|round| round.wall).sum();
+        let samples = rounds.into_iter().flat_map(|round| round.samples).collect();
+        Run::new(samples, wall)
     }
 
     fn percentile(&self, p: usize) -> Duration {
@@ -601,8 +610,21 @@ fn main() {
     single_thread(&tmpfs_files, 100);
     let requests_before_warm = kv_requests(&server);
     let served_before = daemon.status()["reads_served"].as_u64().unwrap_or(0);
-    let tmpfs_1 = single_thread(&tmpfs_files, SINGLE_OPS);
-    let fuse_1 = single_thread(&fuse_files, SINGLE_OPS);
+    // Short rounds alternate between the two, each side first in turn, so that
+    // drift on the host (frequency, neighbours) reaches both; samples are pooled.
+    let (mut tmpfs_rounds, mut fuse_rounds) = (Vec::new(), Vec::new());
+    for round in 0..SINGLE_ROUNDS {
+        let ops = SINGLE_OPS / SINGLE_ROUNDS;
+        if round % 2 == 0 {
+            tmpfs_rounds.push(single_thread(&tmpfs_files, ops));
+            fuse_rounds.push(single_thread(&fuse_files, ops));
+        } else {
+            fuse_rounds.push(single_thread(&fuse_files, ops));
+            tmpfs_rounds.push(single_thread(&tmpfs_files, ops));
+        }
+    }
+    let tmpfs_1 = Run::pooled(tmpfs_rounds);
+    let fuse_1 = Run::pooled(fuse_rounds);
     // Rounds alternate between the two so that a burst of load from elsewhere on
     // the host hits both; each side reports its median round.
     let (mut tmpfs_rounds, mut fuse_rounds) = (Vec::new(), Vec::new());
