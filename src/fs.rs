@@ -998,6 +998,7 @@ impl SecretFs {
 
     /// The secret at a logical path, through the cache. `None` when Vault has none.
     pub async fn secret(&self, path: &str) -> Result<Option<Arc<Secret>>, FsError> {
+        refuse_escaping_path(path)?;
         let answer = self
             .secrets
             .get_or_fetch(path, self.secret_fetch(path))
@@ -1065,6 +1066,7 @@ impl SecretFs {
 
     /// The folder listing at a logical path, through the cache. Empty when Vault has none.
     async fn listing(&self, path: &str) -> Result<Arc<Vec<ListEntry>>, FsError> {
+        refuse_escaping_path(path)?;
         let answer = self
             .folders
             .get_or_fetch(path, self.listing_fetch(path))
@@ -1106,6 +1108,14 @@ impl SecretFs {
             }
         }
     }
+}
+
+/// Refuses, before the cache or Vault sees it, a path that could leave the namespace.
+fn refuse_escaping_path(path: &str) -> Result<(), FsError> {
+    crate::vault::check_logical_path(path).map_err(|source| FsError::Store {
+        path: path.to_string(),
+        source,
+    })
 }
 
 /// Warns once per path and key about a key that cannot be a file name.

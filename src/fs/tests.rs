@@ -322,6 +322,22 @@ fn fs_with_views(
     SecretFs::new(store, config)
 }
 
+/// A filesystem whose `--config-csv` is a fresh file holding `text`.
+fn fs_viewing(
+    store: Arc<MemoryStore>,
+    text: &str,
+    mode: MissingReference,
+) -> (tempfile::TempDir, PathBuf, SecretFs) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("config.csv");
+    write_file(&source, text);
+    let sources = ConfigSources {
+        config_csv: Some(source.clone()),
+        bots_dir: None,
+    };
+    (dir, source, fs_with_views(store, sources, mode))
+}
+
 fn write_file(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -355,20 +371,34 @@ async fn config_csv_view_substitutes_references_and_keeps_every_other_byte() {
 }
 
 #[tokio::test]
-async fn all_references_of_a_view_cost_one_read_per_distinct_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("config.csv");
-    write_file(
-        &source,
-        "a,vault:gbo/llm/openai_key\nb,vault:gbo/llm/anthropic_key\nc,vault:gbo/tables/host\nd,vault:gbo/llm/openai_key\n",
-    );
+async fn a_view_never_resolves_a_reference_that_climbs_out_of_the_namespace() {
     let store = seeded();
-    let fs = fs_with_views(
+    store.put_str("other/s", &[("k", "outside")]);
+    store.put_str("gbo/other/s", &[("k", "inside-but-not-named")]);
+    let (_dir, source, fs) = fs_viewing(
         store.clone(),
-        ConfigSources {
-            config_csv: Some(source),
-            bots_dir: None,
-        },
+        "name,value\nup,vault:gbo/../other/s/k\nempty,vault:gbo//llm/openai_key\n",
+        MissingReference::Empty,
+    );
+    let rendered = fs.render_source(&source).await.unwrap();
+    assert_eq!(&rendered.bytes[..], b"name,value\nup,\nempty,\n");
+    let reasons: Vec<String> = rendered
+        .unresolved
+        .iter()
+        .map(|u| u.reason.to_string())
+        .collect();
+    assert_eq!(reasons.len(), 2);
+    assert!(reasons[0].contains("segment `..`"), "{reasons:?}");
+    assert!(reasons[1].contains("segment ``"), "{reasons:?}");
+    assert_eq!(store.reads(), 0, "refused before any Vault read");
+}
+
+#[tokio::test]
+async fn all_references_of_a_view_cost_one_read_per_distinct_path() {
+    let store = seeded();
+    let (_dir, _source, fs) = fs_viewing(
+        store.clone(),
+        "a,vault:gbo/llm/openai_key\nb,vault:gbo/llm/anthropic_key\nc,vault:gbo/tables/host\nd,vault:gbo/llm/openai_key\n",
         MissingReference::Error,
     );
     cat(&fs, "config.csv").await.unwrap();

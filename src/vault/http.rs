@@ -487,6 +487,7 @@ impl VaultHttpStore {
 #[async_trait]
 impl SecretStore for VaultHttpStore {
     async fn read_secret(&self, path: &str) -> Result<Option<Secret>, StoreError> {
+        super::check_logical_path(path)?;
         self.with_timeout(async {
             let layout = self.layout().await?;
             match layout.version {
@@ -498,6 +499,7 @@ impl SecretStore for VaultHttpStore {
     }
 
     async fn list_folder(&self, path: &str) -> Result<Option<Vec<ListEntry>>, StoreError> {
+        super::check_logical_path(path)?;
         self.with_timeout(async {
             let layout = self.layout().await?;
             self.list(layout, path).await

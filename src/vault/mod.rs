@@ -128,21 +128,51 @@ pub enum StoreError {
     /// The KV mount for the namespace could not be determined.
     #[error("cannot determine the KV mount: {0}")]
     Layout(String),
+    /// A logical path with a segment a URL would resolve (`..`, `.`) or collapse
+    /// (empty); it is refused before any request.
+    #[error("path segment `{segment}` is not allowed in `{path}`")]
+    PathSegment { path: String, segment: String },
 }
 
 impl StoreError {
     /// Transient errors are worth retrying and may be bridged by a stale value;
     /// a 403 is authoritative.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, StoreError::PermissionDenied)
+        !matches!(
+            self,
+            StoreError::PermissionDenied | StoreError::PathSegment { .. }
+        )
     }
 
     /// The errno a file operation returns for this error.
     pub fn errno(&self) -> i32 {
         match self {
             StoreError::PermissionDenied => libc::EACCES,
+            StoreError::PathSegment { .. } => libc::EINVAL,
             _ => libc::EIO,
         }
+    }
+}
+
+/// Refuses a logical path that could leave the namespace once it is a URL.
+///
+/// Every other character is percent-encoded on the way to Vault, but URL parsing
+/// resolves `.` and `..` segments (even encoded as `%2e`), so `gbo/../auth/token/
+/// lookup-self` would read the daemon's own token; an empty segment would name a
+/// different path than the one written. The empty path (the mount's top) is allowed.
+pub fn check_logical_path(path: &str) -> Result<(), StoreError> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    match path
+        .split('/')
+        .find(|segment| segment.is_empty() || *segment == "." || *segment == "..")
+    {
+        Some(segment) => Err(StoreError::PathSegment {
+            path: path.to_string(),
+            segment: segment.to_string(),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -201,6 +231,34 @@ mod tests {
         let printed = format!("{secret:?}");
         assert!(printed.contains("openai_key"));
         assert!(!printed.contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn paths_with_dot_dot_dot_or_empty_segments_are_refused() {
+        for bad in [
+            "gbo/../auth/token/lookup-self",
+            "gbo/llm/../../other",
+            "..",
+            "gbo/./llm",
+            "gbo//llm",
+            "gbo/llm/",
+            "/gbo/llm",
+        ] {
+            let error = check_logical_path(bad).unwrap_err();
+            assert!(matches!(error, StoreError::PathSegment { .. }), "{bad}");
+            assert!(!error.is_transient());
+            assert_eq!(error.errno(), libc::EINVAL);
+        }
+        for good in [
+            "",
+            "gbo",
+            "gbo/llm",
+            "gbo/a.b/..c",
+            "gbo/...",
+            "gbo/.hidden",
+        ] {
+            assert_eq!(check_logical_path(good), Ok(()), "{good}");
+        }
     }
 
     #[test]
