@@ -424,31 +424,51 @@ impl VaultHttpStore {
         }
     }
 
-    /// KV v2 read. Streamed through the kept-alive client rather than vaultrs so
-    /// that `--max-secret-bytes` cuts a huge answer off while it arrives, and parsed
-    /// straight into zeroized values ([`kv_answer`]).
+    /// KV v2 read, parsed straight into zeroized values ([`kv_answer`]).
     async fn read_v2(&self, layout: &KvLayout, path: &str) -> Result<Option<Secret>, StoreError> {
-        let api_path = encode_path(&layout.read_api_path(path));
         // A deleted or destroyed version answers 404 (or `data: null`): not found.
-        let Some(body) = self.read_body(&api_path).await? else {
-            return Ok(None);
-        };
-        kv_answer::parse_v2(&body, &api_path)
+        self.read_and_parse(layout, path, kv_answer::parse_v2).await
     }
 
     async fn read_v1(&self, layout: &KvLayout, path: &str) -> Result<Option<Secret>, StoreError> {
-        let api_path = encode_path(&layout.read_api_path(path));
-        let Some(body) = self.read_body(&api_path).await? else {
-            return Ok(None);
-        };
-        kv_answer::parse_v1(&body, &api_path).map(Some)
+        self.read_and_parse(layout, path, |body, api_path| {
+            kv_answer::parse_v1(body, api_path).map(Some)
+        })
+        .await
     }
 
-    /// The zeroized body of a secret read, capped at `--max-secret-bytes`.
-    async fn read_body(&self, api_path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
-        let max_bytes = self.connection.max_secret_bytes + 4096;
-        self.raw_request_bytes(ApiRequest::new("GET", api_path, max_bytes))
+    /// One secret read, streamed through the kept-alive client rather than vaultrs
+    /// so that a huge answer is cut off while it arrives. A secret whose values add
+    /// up to more than `--max-secret-bytes` is refused; the answer itself may be
+    /// larger by Vault's KV envelope and JSON escapes (twice the limit plus 64 KiB).
+    async fn read_and_parse(
+        &self,
+        layout: &KvLayout,
+        path: &str,
+        parse: impl FnOnce(&[u8], &str) -> Result<Option<Secret>, StoreError>,
+    ) -> Result<Option<Secret>, StoreError> {
+        let api_path = encode_path(&layout.read_api_path(path));
+        let limit = self.connection.max_secret_bytes;
+        let answer_limit = limit.saturating_mul(2).saturating_add(64 << 10);
+        let body = match self
+            .raw_request_bytes(ApiRequest::new("GET", &api_path, answer_limit))
             .await
+        {
+            Ok(Some(body)) => body,
+            Ok(None) => return Ok(None),
+            Err(StoreError::TooLarge(_)) => return Err(StoreError::TooLarge(limit)),
+            Err(error) => return Err(error),
+        };
+        let secret = parse(&body, &api_path)?;
+        let size: usize = secret
+            .iter()
+            .flat_map(|secret| secret.values.values())
+            .map(|value| value.len())
+            .sum();
+        if size > limit {
+            return Err(StoreError::TooLarge(limit));
+        }
+        Ok(secret)
     }
 
     async fn list(
