@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::cache::{CachePolicy, FetchCache};
 use crate::config_csv::{MissingReference, Rendered};
+use crate::source_access::SourceReader;
 use crate::vault::{ListEntry, Secret, SecretBytes, SecretStore, StoreError};
 use crate::views::{self, ConfigSources, FetchOutcome, ReferenceCheck, VIEW_NAME};
 
@@ -350,6 +351,8 @@ pub struct SecretFs {
     next_handle: AtomicU64,
     warnings: WarnOnce,
     key_warnings: Arc<WarnOnce>,
+    /// Reads config.csv sources only where the files' owner could read them.
+    source_reader: Arc<SourceReader>,
     started: SystemTime,
 }
 
@@ -359,6 +362,7 @@ impl SecretFs {
         let folders = FetchCache::new(config.cache.clone());
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
         let changes = Arc::new(ChangeTracker::default());
+        let source_reader = Arc::new(SourceReader::new(config.uid, config.gid));
         for (cache_is_secrets, listen) in [(true, &secrets as &dyn ListenFor), (false, &folders)] {
             let inodes = inodes.clone();
             let changes = changes.clone();
@@ -381,6 +385,7 @@ impl SecretFs {
             next_handle: AtomicU64::new(1),
             warnings: WarnOnce::default(),
             key_warnings: Arc::default(),
+            source_reader,
             started: SystemTime::now(),
         }
     }
@@ -923,7 +928,12 @@ impl SecretFs {
 
     /// Reads a config.csv source; a missing file is ENOENT, anything else names the file.
     async fn read_source(&self, source: &Path) -> Result<Vec<u8>, FsError> {
-        match tokio::fs::read(source).await {
+        let reader = self.source_reader.clone();
+        let path = source.to_path_buf();
+        let read = tokio::task::spawn_blocking(move || reader.read(&path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        match read {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FsError::NotFound),
             Err(e) => {

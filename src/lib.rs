@@ -13,6 +13,7 @@ pub mod migrate;
 pub mod policy;
 pub mod premount;
 pub mod settings;
+pub mod source_access;
 pub mod status_command;
 pub mod systemd;
 pub mod testing;

@@ -476,6 +476,53 @@ fn source_with(path: &Path, text: &str) -> PathBuf {
 }
 
 #[tokio::test]
+async fn a_bot_view_never_shows_a_file_its_owner_could_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return; // needs files of another owner
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root_only = source_with(&dir.path().join("shadow"), "root:$6$hash:19000::\n");
+    std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bots = dir.path().join("bots");
+    let honest = source_with(
+        &bots.join("good.gbai/good.gbot/config.csv"),
+        "name,value\nkey,vault:gbo/bots/mybot/api_key\n",
+    );
+    std::fs::set_permissions(&honest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir_all(bots.join("evil.gbai/evil.gbot")).unwrap();
+    std::os::unix::fs::symlink(&root_only, bots.join("evil.gbai/evil.gbot/config.csv")).unwrap();
+    let mut config = FsConfig::new("gbo");
+    config.uid = 4242;
+    config.gid = 4242;
+    config.views = ConfigSources {
+        config_csv: None,
+        bots_dir: Some(bots),
+    };
+    let fs = SecretFs::new(seeded(), config);
+
+    assert_eq!(
+        cat(&fs, "good.gbai/good.gbot/config.csv").await.unwrap(),
+        b"name,value\nkey,bot-key\n"
+    );
+    let refused = cat(&fs, "evil.gbai/evil.gbot/config.csv")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.errno(), libc::EIO);
+    let message = refused.to_string();
+    assert!(
+        message.contains("uid 4242") && message.contains("shadow"),
+        "{message}"
+    );
+    assert!(!message.contains("$6$hash"));
+    assert!(fs
+        .resolve_path("evil.gbai/evil.gbot/config.csv")
+        .await
+        .is_err());
+}
+
+#[tokio::test]
 async fn bot_packages_appear_with_their_own_gbot_names_and_track_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let bots = dir.path().to_path_buf();
