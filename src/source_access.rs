@@ -20,6 +20,10 @@ pub struct SourceReader {
     groups: Vec<u32>,
 }
 
+/// The largest config.csv source read: real ones are a few KiB, and a view is
+/// rendered in memory on every open and `stat`.
+pub const MAX_SOURCE_BYTES: u64 = 4 << 20;
+
 /// Permission-bit classes, as in `mode`: read and search (execute).
 const READ: u32 = 0o4;
 const SEARCH: u32 = 0o1;
@@ -46,7 +50,7 @@ impl SourceReader {
     /// Reads `path` if this reader could; otherwise `PermissionDenied` naming the
     /// file or directory that stops it.
     pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        let mut file = File::open(path)?;
+        let file = File::open(path)?;
         let opened = file.metadata()?;
         if !opened.is_file() {
             return Err(std::io::Error::other(format!(
@@ -57,8 +61,22 @@ impl SourceReader {
         if self.uid != 0 {
             self.check_access(path, &opened)?;
         }
+        let too_large = || {
+            std::io::Error::other(format!(
+                "{} is larger than {} MiB",
+                path.display(),
+                MAX_SOURCE_BYTES >> 20
+            ))
+        };
+        if opened.len() > MAX_SOURCE_BYTES {
+            return Err(too_large());
+        }
         let mut bytes = Vec::with_capacity(opened.len() as usize);
-        file.read_to_end(&mut bytes)?;
+        // A file that grows while it is read stops at the limit too.
+        file.take(MAX_SOURCE_BYTES + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > MAX_SOURCE_BYTES {
+            return Err(too_large());
+        }
         Ok(bytes)
     }
 
@@ -212,6 +230,21 @@ mod tests {
         let inside = file(&private, "config.csv", 0o644, 0, 0);
         let error = SourceReader::new(OWNER, OWNER).read(&inside).unwrap_err();
         assert!(error.to_string().contains("may not search"), "{error}");
+    }
+
+    #[test]
+    fn a_source_over_the_size_limit_is_refused_and_one_at_it_is_read() {
+        let dir = scratch();
+        let at_limit = dir.path().join("at_limit.csv");
+        let file = File::create(&at_limit).unwrap();
+        file.set_len(MAX_SOURCE_BYTES).unwrap();
+        assert_eq!(
+            SourceReader::new(0, 0).read(&at_limit).unwrap().len() as u64,
+            MAX_SOURCE_BYTES
+        );
+        file.set_len(MAX_SOURCE_BYTES + 1).unwrap();
+        let error = SourceReader::new(0, 0).read(&at_limit).unwrap_err();
+        assert!(error.to_string().contains("larger than 4 MiB"), "{error}");
     }
 
     #[test]
