@@ -1,9 +1,9 @@
 //! The `render` and `check` commands: config.csv views on the command line, no FUSE.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::command_output::write_stdout;
 use crate::config_csv::MissingReference;
 use crate::daemon;
 use crate::settings::Settings;
@@ -26,11 +26,7 @@ pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
     if settings.missing_reference == MissingReference::Error && !rendered.is_complete() {
         return Ok(ExitCode::from(UNRESOLVED_EXIT));
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&rendered.bytes)
-        .and_then(|_| stdout.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
+    write_stdout(&rendered.bytes)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -50,29 +46,28 @@ pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, Str
     };
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let mut failures = 0;
-    let mut stdout = std::io::stdout().lock();
     for source in &sources {
         let checks = runtime
             .block_on(fs.check_source(source))
             .map_err(|e| format!("{}: {e}", source.display()))?;
+        let mut report = String::new();
         for check in checks {
             let verdict = match &check.problem {
-                None => "ok".to_string(),
+                None => "ok",
                 Some(reason) => {
                     failures += 1;
-                    reason.clone()
+                    reason
                 }
             };
-            writeln!(
-                stdout,
-                "{}:{}: {} {} {verdict}",
+            report.push_str(&format!(
+                "{}:{}: {} {} {verdict}\n",
                 source.display(),
                 check.line,
                 check.name,
                 check.reference
-            )
-            .map_err(|e| format!("stdout: {e}"))?;
+            ));
         }
+        write_stdout(report.as_bytes())?;
     }
     Ok(if failures == 0 {
         ExitCode::SUCCESS

@@ -1,10 +1,12 @@
-//! The `gbo-fs get` / `ls` commands and settings errors, run as a user would.
+//! The `gbo-fs get` / `ls` commands, settings errors and how every command
+//! meets a closed stdout, run as a user would.
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
-use common::{gbo_fs, run_bounded, BIN};
+use common::{gbo_fs, run_bounded, run_with_closed_stdout, BIN};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -18,6 +20,13 @@ fn seeded() -> TestVaultServer {
     );
     server.put_str("secret", "gbo/bots/mybot", &[("api_key", "k")]);
     server
+}
+
+/// Writes `text` to the file `name` in `dir`; returns its path as an argument.
+fn written(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
 }
 
 #[test]
@@ -158,5 +167,45 @@ fn every_flag_has_a_help_line() {
                 "{args:?}: undocumented flag line `{line}`"
             );
         }
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_every_printing_command_with_exit_1_and_one_line_not_a_panic() {
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = "name,value\nllm-key,vault:gbo/llm/openai_key\n";
+    let config = &written(dir.path(), "config.csv", reference);
+    let mountpoint = dir.path().to_str().unwrap();
+    let commands: [&[&str]; 12] = [
+        &["completions", "bash"],
+        &["completions", "zsh"],
+        &["completions", "fish"],
+        &["man"],
+        &["--kv-mount", "secret", "--kv-version", "2", "policy"],
+        &["policy"],
+        &["status", mountpoint],
+        &["status", mountpoint, "--json"],
+        &["get", "gbo/llm/openai_key"],
+        &["ls", "gbo"],
+        &["render", config],
+        &["check", config],
+    ];
+    for args in commands {
+        let mut command = gbo_fs(&server.addr(), &server.token(), dir.path());
+        command.args(args);
+        let output = run_with_closed_stdout(command, LIMIT);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|line| line.starts_with("gbo-fs: "))
+            .collect();
+        assert_eq!(
+            errors,
+            ["gbo-fs: stdout: Broken pipe (os error 32)"],
+            "{args:?}: {stderr}"
+        );
     }
 }
