@@ -141,7 +141,7 @@ where
             },
             Err(malformed) => ReferenceCheck {
                 line: malformed.line,
-                name: String::new(),
+                name: malformed.name,
                 problem: Some(config_csv::MALFORMED.to_string()),
                 reference: malformed.text,
             },

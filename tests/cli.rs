@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{gbo_fs, run_bounded, run_with_closed_stdout, BIN};
+use common::{gbo_fs, run_bounded, run_with_closed_stdout, written, BIN};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -20,13 +19,6 @@ fn seeded() -> TestVaultServer {
     );
     server.put_str("secret", "gbo/bots/mybot", &[("api_key", "k")]);
     server
-}
-
-/// Writes `text` to the file `name` in `dir`; returns its path as an argument.
-fn written(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 #[test]

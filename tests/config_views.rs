@@ -3,10 +3,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{errno_of, fuse_available, gbo_fs, run_bounded, wait_until, Mount};
+use common::{errno_of, fuse_available, gbo_fs, run_bounded, wait_until, written, Mount};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const SECRETS: [&str; 3] = ["sk-view-openai", "pg-view-password", "rotated-view-key"];
@@ -269,4 +269,36 @@ fn check_lists_every_reference_with_ok_or_a_reason_and_never_a_value() {
     let mut check = gbo_fs(&server.addr(), &server.token(), workspace.path());
     check.arg("check").arg("--bots").arg(&bots);
     assert!(run_bounded(check, Duration::from_secs(30)).status.success());
+}
+
+/// Runs `gbo-fs ARGS` in `dir` with `server`'s settings, or with no Vault
+/// settings at all when `server` is `None`.
+fn run_in(dir: &Path, server: Option<&TestVaultServer>, args: &[&str]) -> Output {
+    let mut command = match server {
+        Some(server) => gbo_fs(&server.addr(), &server.token(), dir),
+        None => {
+            let mut command = gbo_fs("", "", dir);
+            command.env_remove("VAULT_ADDR").env_remove("VAULT_TOKEN");
+            command
+        }
+    };
+    command.args(args);
+    run_bounded(command, Duration::from_secs(30))
+}
+
+#[test]
+fn check_names_the_setting_of_a_malformed_reference() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let odd = written(
+        dir.path(),
+        "odd.csv",
+        "name,value\nllm-api-key, vault:gbo \n",
+    );
+    let output = run_in(dir.path(), Some(&server), &["check", &odd]);
+    assert_eq!(output.status.code(), Some(1), "a malformed reference fails");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{odd}:2: llm-api-key vault:gbo malformed reference\n")
+    );
 }

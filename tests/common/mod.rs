@@ -66,6 +66,13 @@ pub fn gbo_fs(addr: &str, token: &str, workdir: &Path) -> Command {
     command
 }
 
+/// Writes `text` to the file `name` in `dir`; returns its path as an argument.
+pub fn written(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// Runs a one-shot command with a time bound.
 pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
     command.stdout(Stdio::piped());
