@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::command_output::write_stdout;
+use crate::command_output::{error_about, write_stdout};
 use crate::config_csv::MissingReference;
 use crate::daemon;
 use crate::settings::Settings;
@@ -19,7 +19,7 @@ pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let rendered = runtime
         .block_on(fs.render_source(source))
-        .map_err(|e| format!("{}: {e}", source.display()))?;
+        .map_err(|e| error_about(&source.display().to_string(), &e))?;
     for unresolved in &rendered.unresolved {
         eprintln!("{}:{unresolved}", source.display());
     }
@@ -49,7 +49,7 @@ pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, Str
     for source in &sources {
         let checks = runtime
             .block_on(fs.check_source(source))
-            .map_err(|e| format!("{}: {e}", source.display()))?;
+            .map_err(|e| error_about(&source.display().to_string(), &e))?;
         let mut report = String::new();
         for check in checks {
             let verdict = match &check.problem {

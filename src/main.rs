@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use gbo_fs::cli::{Cli, Command, GlobalOptions};
-use gbo_fs::command_output::{to_stdout, write_stdout};
+use gbo_fs::command_output::{error_about, to_stdout, vault_error_at, write_stdout};
 use gbo_fs::daemon;
 use gbo_fs::fs::NodeType;
 use gbo_fs::settings;
@@ -69,7 +69,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
             let layout = runtime
                 .block_on(store.layout())
-                .map_err(|e| format!("{}: {e}", store.address()))?;
+                .map_err(|e| vault_error_at(store.address(), &e))?;
             write_stdout(gbo_fs::policy::readonly_policy(layout).as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
@@ -82,7 +82,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let value = runtime
                 .block_on(fs.read_path(&path))
-                .map_err(|e| format!("{path}: {e}"))?;
+                .map_err(|e| error_about(&path, &e))?;
             write_stdout(&value)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -90,7 +90,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let mut entries = runtime
                 .block_on(fs.list_path(&path))
-                .map_err(|e| format!("{}: {e}", if path.is_empty() { "/" } else { &path }))?;
+                .map_err(|e| error_about(if path.is_empty() { "/" } else { &path }, &e))?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             to_stdout(|out| {
                 for entry in entries {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::process::Output;
 use std::time::Duration;
 
 use common::{gbo_fs, run_bounded, run_with_closed_stdout, written, BIN};
@@ -19,6 +20,15 @@ fn seeded() -> TestVaultServer {
     );
     server.put_str("secret", "gbo/bots/mybot", &[("api_key", "k")]);
     server
+}
+
+/// The lines gbo-fs printed on stderr as errors (log lines aside).
+fn error_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with("gbo-fs: "))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -190,14 +200,37 @@ fn a_closed_stdout_ends_every_printing_command_with_exit_1_and_one_line_not_a_pa
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|line| line.starts_with("gbo-fs: "))
-            .collect();
         assert_eq!(
-            errors,
+            error_lines(&output),
             ["gbo-fs: stdout: Broken pipe (os error 32)"],
             "{args:?}: {stderr}"
         );
     }
+}
+
+#[test]
+fn errors_name_the_path_or_the_vault_address_once() {
+    let nothing_listens = "http://127.0.0.1:9";
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut command = gbo_fs(nothing_listens, "t", dir.path());
+        command.args(args);
+        let output = run_bounded(command, LIMIT);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let errors = error_lines(&output);
+        assert_eq!(errors.len(), 1, "{args:?}: {errors:?}");
+        errors[0].clone()
+    };
+
+    let ls = run(&["ls", "gbo"]);
+    assert!(ls.starts_with("gbo-fs: gbo: Vault unreachable: "), "{ls}");
+    assert!(!ls.contains("gbo: gbo:"), "{ls}");
+
+    let directory = dir.path().to_str().unwrap();
+    let render = run(&["render", directory]);
+    assert_eq!(render.matches(directory).count(), 1, "{render}");
+    assert!(render.contains("Is a directory"), "{render}");
+
+    let policy = run(&["policy"]);
+    assert_eq!(policy.matches(nothing_listens).count(), 1, "{policy}");
 }
