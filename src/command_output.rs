@@ -22,6 +22,15 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), String> {
     to_stdout(|out| out.write_all(bytes))
 }
 
+/// Why a file could not be used, worded as the other gbo-fs errors are
+/// (`no such file or directory`).
+pub fn io_problem(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => FsError::NotFound.to_string(),
+        _ => error.to_string(),
+    }
+}
+
 /// The message for `error` about `subject`, the path the user gave: prefixed
 /// with that path unless the error already starts with it.
 pub fn error_about(subject: &str, error: &FsError) -> String {

@@ -7,7 +7,7 @@ use crate::command_output::{error_about, write_stdout};
 use crate::config_csv::MissingReference;
 use crate::daemon;
 use crate::settings::Settings;
-use crate::views;
+use crate::views::ConfigSources;
 
 /// Exit status of `render` when a reference cannot be resolved.
 pub const UNRESOLVED_EXIT: u8 = 2;
@@ -30,20 +30,10 @@ pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gbo-fs check PATH | --bots DIR`: one line per reference, `ok` or the reason;
-/// exits 1 if any reference fails. Never prints a value.
+/// `gbo-fs check [PATH] [--config-csv FILE] [--bots DIR]`: one line per
+/// reference, `ok` or the reason; exits 1 if any reference fails. Never prints a value.
 pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, String> {
-    let sources: Vec<PathBuf> = match (source, &settings.views.bots_dir) {
-        (Some(path), _) => vec![path.to_path_buf()],
-        (None, Some(_)) => settings
-            .views
-            .packages()
-            .into_iter()
-            .flat_map(|(_, package)| views::bots_in(&package))
-            .map(|(_, bot)| bot.join(views::VIEW_NAME))
-            .collect(),
-        (None, None) => return Err("check needs a config.csv path or --bots DIR".into()),
-    };
+    let sources = sources_to_check(source, &settings.views)?;
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let mut failures = 0;
     for source in &sources {
@@ -74,4 +64,19 @@ pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, Str
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every config.csv `check` reads: PATH, then `--config-csv`, then every bot's
+/// under `--bots`. A `--config-csv` or `--bots` that is missing is an error.
+fn sources_to_check(path: Option<&Path>, views: &ConfigSources) -> Result<Vec<PathBuf>, String> {
+    if path.is_none() && *views == ConfigSources::default() {
+        return Err("check needs a config.csv path, --config-csv FILE or --bots DIR".into());
+    }
+    views.require_present()?;
+    Ok(path
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(views.config_csv.clone())
+        .chain(views.bot_views())
+        .collect())
 }

@@ -79,6 +79,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         | Command::Premount(_)
         | Command::Unmount { .. } => Ok(ExitCode::SUCCESS),
         Command::Get { path } => {
+            settings.views.require_present()?;
             let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let value = runtime
                 .block_on(fs.read_path(&path))
@@ -87,6 +88,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { path } => {
+            settings.views.require_present()?;
             let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let mut entries = runtime
                 .block_on(fs.list_path(&path))

@@ -234,3 +234,29 @@ fn errors_name_the_path_or_the_vault_address_once() {
     let policy = run(&["policy"]);
     assert_eq!(policy.matches(nothing_listens).count(), 1, "{policy}");
 }
+
+#[test]
+fn ls_and_get_refuse_a_missing_config_csv_or_bots_dir_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let a_file = written(dir.path(), "plain.csv", "name,value\n");
+    let cases = [
+        ("--config-csv", missing, "no such file or directory"),
+        ("--bots", missing, "no such file or directory"),
+        ("--bots", a_file.as_str(), "not a directory"),
+    ];
+    for (flag, path, problem) in cases {
+        for command_args in [["ls", ""], ["get", "config.csv"]] {
+            let mut command = gbo_fs("http://127.0.0.1:9", "t", dir.path());
+            command.arg(flag).arg(path).args(command_args);
+            let output = run_bounded(command, LIMIT);
+            assert_eq!(output.status.code(), Some(1), "{flag} {command_args:?}");
+            assert!(output.stdout.is_empty());
+            assert_eq!(
+                error_lines(&output),
+                [format!("gbo-fs: {flag} {path}: {problem}")]
+            );
+        }
+    }
+}

@@ -302,3 +302,43 @@ fn check_names_the_setting_of_a_malformed_reference() {
         format!("{odd}:2: llm-api-key vault:gbo malformed reference\n")
     );
 }
+
+#[test]
+fn check_reads_a_file_config_csv_and_bots_dir_together_and_refuses_a_missing_bots_dir() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let bots = bots_dir(dir.path());
+    let bots = bots.to_str().unwrap();
+    let file = written(dir.path(), "own.csv", "name,value\nk,vault:gbo/llm/nope\n");
+    let shown = written(dir.path(), "shown.csv", "s,vault:gbo/tables/port\n");
+    let args = ["check", "--bots", bots, "--config-csv", &shown, &file];
+    let output = run_in(dir.path(), Some(&server), &args);
+    assert_eq!(output.status.code(), Some(1), "the file's reference fails");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first_two = format!(
+        "{file}:2: k vault:gbo/llm/nope no such key\n{shown}:1: s vault:gbo/tables/port ok\n"
+    );
+    assert!(stdout.starts_with(&first_two), "{stdout}");
+    assert!(
+        stdout.contains("marketing.gbot/config.csv:")
+            && stdout.contains("vault:gbo/llm/openai_key ok"),
+        "the bots are checked too: {stdout}"
+    );
+
+    let missing = dir.path().join("no-bots");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["check", "--bots", missing],
+        vec!["check", "--bots", missing, &file],
+    ] {
+        let output = run_in(dir.path(), Some(&server), &args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr,
+            format!("gbo-fs: --bots {missing}: no such file or directory\n"),
+            "{args:?}"
+        );
+    }
+}
