@@ -1,21 +1,37 @@
-//! The `render` and `check` commands: config.csv views on the command line, no FUSE.
+//! The `render` and `check` commands: config.csv views on the command line, no
+//! FUSE. Sources without a `vault:` reference need no Vault settings and no Vault.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::command_output::{error_about, write_stdout};
-use crate::config_csv::MissingReference;
+use crate::cli::GlobalOptions;
+use crate::command_output::{error_about, io_problem, write_stdout};
+use crate::config_csv::{self, MissingReference};
 use crate::daemon;
-use crate::settings::Settings;
+use crate::settings;
 use crate::views::ConfigSources;
 
 /// Exit status of `render` when a reference cannot be resolved.
 pub const UNRESOLVED_EXIT: u8 = 2;
 
+/// The process environment, as [`settings::resolve`] reads it.
+pub type Environment<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// `gbo-fs render PATH`: the resolved view on stdout. In `error` mode an
 /// unresolvable reference prints one line per reference on stderr, nothing on
-/// stdout, and exits 2; `empty` and `keep` print the view and warn.
-pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
+/// stdout, and exits 2; `empty` and `keep` print the view and warn. A source
+/// without references is printed as it is.
+pub fn render(
+    options: &GlobalOptions,
+    environment: Environment,
+    source: &Path,
+) -> Result<ExitCode, String> {
+    let text = read_source(source)?;
+    if !has_references(&text) {
+        write_stdout(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let settings = &settings::resolve(options, environment).map_err(|e| e.to_string())?;
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let rendered = runtime
         .block_on(fs.render_source(source))
@@ -31,9 +47,26 @@ pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
 }
 
 /// `gbo-fs check [PATH] [--config-csv FILE] [--bots DIR]`: one line per
-/// reference, `ok` or the reason; exits 1 if any reference fails. Never prints a value.
-pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, String> {
-    let sources = sources_to_check(source, &settings.views)?;
+/// reference, `ok` or the reason; exits 1 if any reference fails. Never prints
+/// a value. Sources without references print nothing and exit 0.
+pub fn check(
+    options: &GlobalOptions,
+    environment: Environment,
+    source: Option<&Path>,
+) -> Result<ExitCode, String> {
+    let views = ConfigSources {
+        config_csv: options.config_csv.clone(),
+        bots_dir: options.bots.clone(),
+    };
+    let sources = sources_to_check(source, &views)?;
+    let mut any_reference = false;
+    for source in &sources {
+        any_reference |= has_references(&read_source(source)?);
+    }
+    if !any_reference {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let settings = &settings::resolve(options, environment).map_err(|e| e.to_string())?;
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let mut failures = 0;
     for source in &sources {
@@ -79,4 +112,14 @@ fn sources_to_check(path: Option<&Path>, views: &ConfigSources) -> Result<Vec<Pa
         .chain(views.config_csv.clone())
         .chain(views.bot_views())
         .collect())
+}
+
+/// The bytes of a config.csv source, or an error naming it.
+fn read_source(source: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(source).map_err(|e| format!("{}: {}", source.display(), io_problem(&e)))
+}
+
+/// Whether the source has a `vault:` reference (malformed ones included).
+fn has_references(text: &[u8]) -> bool {
+    !config_csv::find_references(text).is_empty()
 }

@@ -35,9 +35,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         return result;
     }
     let environment = |name: &str| std::env::var(name).ok();
-    if let Command::Unseal(args) = &cli.command {
-        gbo_fs::unseal::run_command(&cli.global, args.keys_file.as_deref(), &environment)?;
-        return Ok(ExitCode::SUCCESS);
+    match &cli.command {
+        Command::Unseal(args) => {
+            gbo_fs::unseal::run_command(&cli.global, args.keys_file.as_deref(), &environment)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Vault settings only when a source has a reference to resolve.
+        Command::Render { path } => {
+            return gbo_fs::config_commands::render(&cli.global, &environment, path)
+        }
+        Command::Check { path } => {
+            return gbo_fs::config_commands::check(&cli.global, &environment, path.as_deref())
+        }
+        _ => {}
     }
     let settings = settings::resolve(&cli.global, &environment).map_err(|e| e.to_string())?;
     match cli.command {
@@ -48,8 +58,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Status { mountpoint, json } => {
             gbo_fs::status_command::status(&settings, &mountpoint, json)
         }
-        Command::Render { path } => gbo_fs::config_commands::render(&settings, &path),
-        Command::Check { path } => gbo_fs::config_commands::check(&settings, path.as_deref()),
         Command::Migrate(args) => {
             let env_file = cli
                 .global
@@ -76,6 +84,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Completions { .. }
         | Command::Man
         | Command::Unseal(_)
+        | Command::Render { .. }
+        | Command::Check { .. }
         | Command::Premount(_)
         | Command::Unmount { .. } => Ok(ExitCode::SUCCESS),
         Command::Get { path } => {

@@ -342,3 +342,34 @@ fn check_reads_a_file_config_csv_and_bots_dir_together_and_refuses_a_missing_bot
         );
     }
 }
+
+#[test]
+fn render_and_check_of_a_file_without_references_need_no_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "# bot settings\r\nname,value\r\nllm-model, gpt-4o\r\n,\r\nport,5432";
+    let plain = written(dir.path(), "plain.csv", text);
+    let render = run_in(dir.path(), None, &["render", &plain]);
+    let stderr = String::from_utf8_lossy(&render.stderr);
+    assert_eq!(render.status.code(), Some(0), "{stderr}");
+    assert_eq!(render.stdout, text.as_bytes(), "printed as it is");
+    let check = run_in(dir.path(), None, &["check", &plain]);
+    assert_eq!(check.status.code(), Some(0));
+    assert!(check.stdout.is_empty() && check.stderr.is_empty());
+
+    let server = server();
+    for command in ["render", "check"] {
+        run_in(dir.path(), Some(&server), &[command, &plain]);
+    }
+    assert_eq!(server.total_requests(), 0, "Vault is not contacted");
+
+    let referencing = written(dir.path(), "ref.csv", "k,vault:gbo/llm/openai_key\n");
+    for command in ["render", "check"] {
+        let output = run_in(dir.path(), None, &[command, &referencing]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("VAULT_ADDR is not set"),
+            "{command}: {stderr}"
+        );
+    }
+}
