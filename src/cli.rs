@@ -165,9 +165,9 @@ pub enum Command {
         /// The config.csv source file
         path: PathBuf,
     },
-    /// List every vault: reference of a config.csv (or of every bot with --bots) with `ok` or why it fails; never prints values
+    /// List every vault: reference of a config.csv, of --config-csv and of every bot under --bots (all that are given) with `ok` or why it fails; never prints values
     Check {
-        /// The config.csv source file (omit with --bots)
+        /// The config.csv source file (optional with --config-csv or --bots)
         path: Option<PathBuf>,
     },
 }

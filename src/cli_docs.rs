@@ -11,9 +11,12 @@ use crate::cli::Cli;
 /// The name completions and the man page are written for.
 const BINARY_NAME: &str = "gbo-fs";
 
-/// Writes the completion script for `shell`.
-pub fn write_completions(shell: Shell, out: &mut dyn Write) {
-    clap_complete::generate(shell, &mut Cli::command(), BINARY_NAME, out);
+/// Writes the completion script for `shell`. clap_complete panics when its
+/// writer fails, so the script is generated in memory and then written.
+pub fn write_completions(shell: Shell, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), BINARY_NAME, &mut script);
+    out.write_all(&script)
 }
 
 /// Writes the man page (roff) for gbo-fs(1).

@@ -1,82 +1,125 @@
-//! The `render` and `check` commands: config.csv views on the command line, no FUSE.
+//! The `render` and `check` commands: config.csv views on the command line, no
+//! FUSE. Sources without a `vault:` reference need no Vault settings and no Vault.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config_csv::MissingReference;
+use crate::cli::GlobalOptions;
+use crate::command_output::{error_about, io_problem, write_stdout};
+use crate::config_csv::{self, MissingReference};
 use crate::daemon;
-use crate::settings::Settings;
-use crate::views;
+use crate::settings;
+use crate::views::ConfigSources;
 
 /// Exit status of `render` when a reference cannot be resolved.
 pub const UNRESOLVED_EXIT: u8 = 2;
 
+/// The process environment, as [`settings::resolve`] reads it.
+pub type Environment<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// `gbo-fs render PATH`: the resolved view on stdout. In `error` mode an
 /// unresolvable reference prints one line per reference on stderr, nothing on
-/// stdout, and exits 2; `empty` and `keep` print the view and warn.
-pub fn render(settings: &Settings, source: &Path) -> Result<ExitCode, String> {
+/// stdout, and exits 2; `empty` and `keep` print the view and warn. A source
+/// without references is printed as it is.
+pub fn render(
+    options: &GlobalOptions,
+    environment: Environment,
+    source: &Path,
+) -> Result<ExitCode, String> {
+    let text = read_source(source)?;
+    if !has_references(&text) {
+        write_stdout(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let settings = &settings::resolve(options, environment).map_err(|e| e.to_string())?;
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let rendered = runtime
         .block_on(fs.render_source(source))
-        .map_err(|e| format!("{}: {e}", source.display()))?;
+        .map_err(|e| error_about(&source.display().to_string(), &e))?;
     for unresolved in &rendered.unresolved {
         eprintln!("{}:{unresolved}", source.display());
     }
     if settings.missing_reference == MissingReference::Error && !rendered.is_complete() {
         return Ok(ExitCode::from(UNRESOLVED_EXIT));
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(&rendered.bytes)
-        .and_then(|_| stdout.flush())
-        .map_err(|e| format!("stdout: {e}"))?;
+    write_stdout(&rendered.bytes)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `gbo-fs check PATH | --bots DIR`: one line per reference, `ok` or the reason;
-/// exits 1 if any reference fails. Never prints a value.
-pub fn check(settings: &Settings, source: Option<&Path>) -> Result<ExitCode, String> {
-    let sources: Vec<PathBuf> = match (source, &settings.views.bots_dir) {
-        (Some(path), _) => vec![path.to_path_buf()],
-        (None, Some(_)) => settings
-            .views
-            .packages()
-            .into_iter()
-            .flat_map(|(_, package)| views::bots_in(&package))
-            .map(|(_, bot)| bot.join(views::VIEW_NAME))
-            .collect(),
-        (None, None) => return Err("check needs a config.csv path or --bots DIR".into()),
+/// `gbo-fs check [PATH] [--config-csv FILE] [--bots DIR]`: one line per
+/// reference, `ok` or the reason; exits 1 if any reference fails. Never prints
+/// a value. Sources without references print nothing and exit 0.
+pub fn check(
+    options: &GlobalOptions,
+    environment: Environment,
+    source: Option<&Path>,
+) -> Result<ExitCode, String> {
+    let views = ConfigSources {
+        config_csv: options.config_csv.clone(),
+        bots_dir: options.bots.clone(),
     };
+    let sources = sources_to_check(source, &views)?;
+    let mut any_reference = false;
+    for source in &sources {
+        any_reference |= has_references(&read_source(source)?);
+    }
+    if !any_reference {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let settings = &settings::resolve(options, environment).map_err(|e| e.to_string())?;
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
     let mut failures = 0;
-    let mut stdout = std::io::stdout().lock();
     for source in &sources {
         let checks = runtime
             .block_on(fs.check_source(source))
-            .map_err(|e| format!("{}: {e}", source.display()))?;
+            .map_err(|e| error_about(&source.display().to_string(), &e))?;
+        let mut report = String::new();
         for check in checks {
             let verdict = match &check.problem {
-                None => "ok".to_string(),
+                None => "ok",
                 Some(reason) => {
                     failures += 1;
-                    reason.clone()
+                    reason
                 }
             };
-            writeln!(
-                stdout,
-                "{}:{}: {} {} {verdict}",
+            report.push_str(&format!(
+                "{}:{}: {} {} {verdict}\n",
                 source.display(),
                 check.line,
                 check.name,
                 check.reference
-            )
-            .map_err(|e| format!("stdout: {e}"))?;
+            ));
         }
+        write_stdout(report.as_bytes())?;
     }
     Ok(if failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every config.csv `check` reads: PATH, then `--config-csv`, then every bot's
+/// under `--bots`. A `--config-csv` or `--bots` that is missing is an error.
+fn sources_to_check(path: Option<&Path>, views: &ConfigSources) -> Result<Vec<PathBuf>, String> {
+    if path.is_none() && *views == ConfigSources::default() {
+        return Err("check needs a config.csv path, --config-csv FILE or --bots DIR".into());
+    }
+    views.require_present()?;
+    Ok(path
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(views.config_csv.clone())
+        .chain(views.bot_views())
+        .collect())
+}
+
+/// The bytes of a config.csv source, or an error naming it.
+fn read_source(source: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(source).map_err(|e| format!("{}: {}", source.display(), io_problem(&e)))
+}
+
+/// Whether the source has a `vault:` reference (malformed ones included).
+fn has_references(text: &[u8]) -> bool {
+    !config_csv::find_references(text).is_empty()
 }

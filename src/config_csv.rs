@@ -52,6 +52,8 @@ pub struct Reference {
 pub struct MalformedReference {
     /// 1-based line number.
     pub line: usize,
+    /// The setting name, trimmed (lossily decoded if not UTF-8).
+    pub name: String,
     /// The trimmed token, e.g. `vault:nokey`.
     pub text: String,
     /// Byte range of the token in the source.
@@ -92,10 +94,11 @@ fn parse_line(
     let text = std::str::from_utf8(token).ok()?;
     let start = offset + comma + 1 + (value.len() - value.trim_ascii_start().len());
     let span = start..start + token.len();
+    let name = String::from_utf8_lossy(content[..comma].trim_ascii()).into_owned();
     match split_target(&text[PREFIX.len()..]) {
         Some((path, key)) => Some(Ok(Reference {
             line: number,
-            name: String::from_utf8_lossy(content[..comma].trim_ascii()).into_owned(),
+            name,
             text: text.to_owned(),
             path: path.to_owned(),
             key: key.to_owned(),
@@ -103,6 +106,7 @@ fn parse_line(
         })),
         None => Some(Err(MalformedReference {
             line: number,
+            name,
             text: text.to_owned(),
             span,
         })),

@@ -2,6 +2,7 @@
 pub mod cache;
 pub mod cli;
 pub mod cli_docs;
+pub mod command_output;
 pub mod config_commands;
 pub mod config_csv;
 pub mod daemon;

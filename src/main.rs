@@ -1,10 +1,10 @@
 //! The `gbo-fs` binary: parses the command line, sets up logging, runs a subcommand.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use gbo_fs::cli::{Cli, Command, GlobalOptions};
+use gbo_fs::command_output::{error_about, to_stdout, vault_error_at, write_stdout};
 use gbo_fs::daemon;
 use gbo_fs::fs::NodeType;
 use gbo_fs::settings;
@@ -35,9 +35,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         return result;
     }
     let environment = |name: &str| std::env::var(name).ok();
-    if let Command::Unseal(args) = &cli.command {
-        gbo_fs::unseal::run_command(&cli.global, args.keys_file.as_deref(), &environment)?;
-        return Ok(ExitCode::SUCCESS);
+    match &cli.command {
+        Command::Unseal(args) => {
+            gbo_fs::unseal::run_command(&cli.global, args.keys_file.as_deref(), &environment)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        // Vault settings only when a source has a reference to resolve.
+        Command::Render { path } => {
+            return gbo_fs::config_commands::render(&cli.global, &environment, path)
+        }
+        Command::Check { path } => {
+            return gbo_fs::config_commands::check(&cli.global, &environment, path.as_deref())
+        }
+        _ => {}
     }
     let settings = settings::resolve(&cli.global, &environment).map_err(|e| e.to_string())?;
     match cli.command {
@@ -48,8 +58,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Status { mountpoint, json } => {
             gbo_fs::status_command::status(&settings, &mountpoint, json)
         }
-        Command::Render { path } => gbo_fs::config_commands::render(&settings, &path),
-        Command::Check { path } => gbo_fs::config_commands::check(&settings, path.as_deref()),
         Command::Migrate(args) => {
             let env_file = cli
                 .global
@@ -69,42 +77,44 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
             let layout = runtime
                 .block_on(store.layout())
-                .map_err(|e| format!("{}: {e}", store.address()))?;
-            print!("{}", gbo_fs::policy::readonly_policy(layout));
+                .map_err(|e| vault_error_at(store.address(), &e))?;
+            write_stdout(gbo_fs::policy::readonly_policy(layout).as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { .. }
         | Command::Man
         | Command::Unseal(_)
+        | Command::Render { .. }
+        | Command::Check { .. }
         | Command::Premount(_)
         | Command::Unmount { .. } => Ok(ExitCode::SUCCESS),
         Command::Get { path } => {
+            settings.views.require_present()?;
             let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let value = runtime
                 .block_on(fs.read_path(&path))
-                .map_err(|e| format!("{path}: {e}"))?;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(&value)
-                .and_then(|_| stdout.flush())
-                .map_err(|e| format!("stdout: {e}"))?;
+                .map_err(|e| error_about(&path, &e))?;
+            write_stdout(&value)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { path } => {
+            settings.views.require_present()?;
             let (runtime, fs) = daemon::one_shot_filesystem(&settings)?;
             let mut entries = runtime
                 .block_on(fs.list_path(&path))
-                .map_err(|e| format!("{}: {e}", if path.is_empty() { "/" } else { &path }))?;
+                .map_err(|e| error_about(if path.is_empty() { "/" } else { &path }, &e))?;
             entries.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut stdout = std::io::stdout().lock();
-            for entry in entries {
-                let suffix = if entry.kind == NodeType::Directory {
-                    "/"
-                } else {
-                    ""
-                };
-                writeln!(stdout, "{}{suffix}", entry.name).map_err(|e| format!("stdout: {e}"))?;
-            }
+            to_stdout(|out| {
+                for entry in entries {
+                    let suffix = if entry.kind == NodeType::Directory {
+                        "/"
+                    } else {
+                        ""
+                    };
+                    writeln!(out, "{}{suffix}", entry.name)?;
+                }
+                Ok(())
+            })?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -113,12 +123,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 /// Commands that need no Vault settings: completions, the man page, and the
 /// policy when `--kv-mount` and `--kv-version` name the layout.
 fn run_without_vault_settings(cli: &Cli) -> Option<Result<ExitCode, String>> {
-    let mut stdout = std::io::stdout().lock();
     match &cli.command {
-        Command::Completions { shell } => {
-            gbo_fs::cli_docs::write_completions(*shell, &mut stdout);
-            Some(Ok(ExitCode::SUCCESS))
-        }
+        Command::Completions { shell } => Some(
+            to_stdout(|out| gbo_fs::cli_docs::write_completions(*shell, out))
+                .map(|_| ExitCode::SUCCESS),
+        ),
         Command::Premount(args) => Some(
             gbo_fs::premount::run_premount(args)
                 .map(|_| ExitCode::SUCCESS)
@@ -134,17 +143,13 @@ fn run_without_vault_settings(cli: &Cli) -> Option<Result<ExitCode, String>> {
                 })
                 .map_err(|e| e.to_string()),
         ),
-        Command::Man => Some(
-            gbo_fs::cli_docs::write_man_page(&mut stdout)
-                .map(|_| ExitCode::SUCCESS)
-                .map_err(|e| format!("stdout: {e}")),
-        ),
+        Command::Man => {
+            Some(to_stdout(|out| gbo_fs::cli_docs::write_man_page(out)).map(|_| ExitCode::SUCCESS))
+        }
         Command::Policy => match gbo_fs::policy::layout_from_flags(&cli.global) {
             Ok(Some(layout)) => Some(
-                stdout
-                    .write_all(gbo_fs::policy::readonly_policy(&layout).as_bytes())
-                    .map(|_| ExitCode::SUCCESS)
-                    .map_err(|e| format!("stdout: {e}")),
+                write_stdout(gbo_fs::policy::readonly_policy(&layout).as_bytes())
+                    .map(|_| ExitCode::SUCCESS),
             ),
             Ok(None) => None,
             Err(message) => Some(Err(message)),

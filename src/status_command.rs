@@ -2,11 +2,13 @@
 //! layout, token lease) plus the serving daemon's counters, read from the
 //! hidden control file `MOUNTPOINT/.gbo-fs/status.json`.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
+use crate::command_output::to_stdout;
 use crate::daemon;
 use crate::fs::{CONTROL_DIR, STATUS_FILE};
 use crate::settings::Settings;
@@ -64,11 +66,13 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
         && report["vault"]["sealed"] == false
         && report["token"]["valid"] == true;
     report["healthy"] = json!(healthy);
-    if as_json {
-        println!("{report:#}");
-    } else {
-        print_human(&report, mountpoint);
-    }
+    to_stdout(|out| {
+        if as_json {
+            writeln!(out, "{report:#}")
+        } else {
+            write_human(&report, mountpoint, out)
+        }
+    })?;
     Ok(if healthy {
         ExitCode::SUCCESS
     } else {
@@ -109,22 +113,24 @@ fn daemon_report(mountpoint: &Path) -> Value {
     }
 }
 
-fn print_human(report: &Value, mountpoint: &Path) {
+fn write_human(report: &Value, mountpoint: &Path, out: &mut dyn Write) -> std::io::Result<()> {
     let vault = &report["vault"];
-    println!("vault      {}", vault["address"].as_str().unwrap_or("?"));
-    println!("reachable  {}", vault["reachable"]);
-    println!("sealed     {}", vault["sealed"]);
+    let address = vault["address"].as_str().unwrap_or("?");
+    writeln!(out, "vault      {address}")?;
+    writeln!(out, "reachable  {}", vault["reachable"])?;
+    writeln!(out, "sealed     {}", vault["sealed"])?;
     if let Some(version) = vault["version"].as_str() {
-        println!("version    {version}");
+        writeln!(out, "version    {version}")?;
     }
     if let Some(error) = vault["error"].as_str() {
-        println!("error      {error}");
+        writeln!(out, "error      {error}")?;
     }
     if vault["kv"].is_object() {
         let kv = &vault["kv"];
         match kv["error"].as_str() {
-            Some(error) => println!("kv         {error}"),
-            None => println!(
+            Some(error) => writeln!(out, "kv         {error}"),
+            None => writeln!(
+                out,
                 "kv         mount `{}` (KV v{}){}",
                 kv["mount"].as_str().unwrap_or("?"),
                 kv["version"].as_str().unwrap_or("?"),
@@ -134,24 +140,26 @@ fn print_human(report: &Value, mountpoint: &Path) {
                     .map(|b| format!(" at `{b}`"))
                     .unwrap_or_default()
             ),
-        }
+        }?;
     }
     let token = &report["token"];
-    println!(
+    writeln!(
+        out,
         "token      valid={} ttl={} renewable={} policies={}",
         token["valid"], token["ttl_secs"], token["renewable"], token["policies"]
-    );
+    )?;
     let daemon = &report["daemon"];
     if daemon.is_null() {
-        println!("daemon     not serving {}", mountpoint.display());
+        writeln!(out, "daemon     not serving {}", mountpoint.display())?;
     } else {
         let cache = &daemon["cache"];
-        println!(
+        writeln!(
+            out,
             "daemon     pid {} up {}s; cache {} entries, hit ratio {:.2}, {} stale serves; {} Vault requests, {} errors",
             daemon["pid"], daemon["uptime_secs"], cache["entries"],
             cache["hit_ratio"].as_f64().unwrap_or(0.0), cache["stale_serves"],
             daemon["vault_requests"], daemon["vault_errors"]
-        );
+        )?;
     }
-    println!("healthy    {}", report["healthy"]);
+    writeln!(out, "healthy    {}", report["healthy"])
 }

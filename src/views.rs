@@ -12,9 +12,11 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use crate::command_output::io_problem;
 use crate::config_csv::{
     self, find_references, referenced_paths, MissingReference, Rendered, Resolution, Unresolved,
 };
+use crate::fs::FsError;
 use crate::vault::Secret;
 
 /// File name of every view.
@@ -55,6 +57,28 @@ impl ConfigSources {
         let dir = self.bots_dir.as_ref()?.join(name);
         (name.ends_with(PACKAGE_SUFFIX) && !bots_in(&dir).is_empty()).then_some(dir)
     }
+
+    /// Every bot's config.csv under `--bots`, package by package.
+    pub fn bot_views(&self) -> Vec<PathBuf> {
+        self.packages()
+            .into_iter()
+            .flat_map(|(_, package)| bots_in(&package))
+            .map(|(_, bot)| bot.join(VIEW_NAME))
+            .collect()
+    }
+
+    /// For one-shot commands, which look once: an error naming `--config-csv`
+    /// or `--bots` when it is missing or not a file / directory. (A mount shows
+    /// them whenever they appear.)
+    pub fn require_present(&self) -> Result<(), String> {
+        if let Some(file) = &self.config_csv {
+            require_kind(file, "--config-csv", false)?;
+        }
+        if let Some(dir) = &self.bots_dir {
+            require_kind(dir, "--bots", true)?;
+        }
+        Ok(())
+    }
 }
 
 /// Bots (`<bot>.gbot`) in a package that have a config.csv.
@@ -69,6 +93,16 @@ pub fn bots_in(package: &Path) -> Vec<(String, PathBuf)> {
 pub fn bot(package: &Path, name: &str) -> Option<PathBuf> {
     let dir = package.join(name);
     (name.ends_with(BOT_SUFFIX) && dir.join(VIEW_NAME).is_file()).then_some(dir)
+}
+
+fn require_kind(path: &Path, flag: &str, directory: bool) -> Result<(), String> {
+    let problem = match std::fs::metadata(path) {
+        Err(e) => io_problem(&e),
+        Ok(found) if directory && !found.is_dir() => FsError::NotADirectory.to_string(),
+        Ok(found) if !directory && found.is_dir() => FsError::IsADirectory.to_string(),
+        Ok(_) => return Ok(()),
+    };
+    Err(format!("{flag} {}: {problem}", path.display()))
 }
 
 fn subdirectories_with_suffix(dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
@@ -141,7 +175,7 @@ where
             },
             Err(malformed) => ReferenceCheck {
                 line: malformed.line,
-                name: String::new(),
+                name: malformed.name,
                 problem: Some(config_csv::MALFORMED.to_string()),
                 reference: malformed.text,
             },

@@ -1,10 +1,12 @@
-//! The `gbo-fs get` / `ls` commands and settings errors, run as a user would.
+//! The `gbo-fs get` / `ls` commands, settings errors and how every command
+//! meets a closed stdout, run as a user would.
 
 mod common;
 
+use std::process::Output;
 use std::time::Duration;
 
-use common::{gbo_fs, run_bounded, BIN};
+use common::{gbo_fs, run_bounded, run_with_closed_stdout, written, BIN};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -18,6 +20,15 @@ fn seeded() -> TestVaultServer {
     );
     server.put_str("secret", "gbo/bots/mybot", &[("api_key", "k")]);
     server
+}
+
+/// The lines gbo-fs printed on stderr as errors (log lines aside).
+fn error_lines(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with("gbo-fs: "))
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
@@ -156,6 +167,95 @@ fn every_flag_has_a_help_line() {
             assert!(
                 !described.is_empty(),
                 "{args:?}: undocumented flag line `{line}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_every_printing_command_with_exit_1_and_one_line_not_a_panic() {
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = "name,value\nllm-key,vault:gbo/llm/openai_key\n";
+    let config = &written(dir.path(), "config.csv", reference);
+    let mountpoint = dir.path().to_str().unwrap();
+    let commands: [&[&str]; 12] = [
+        &["completions", "bash"],
+        &["completions", "zsh"],
+        &["completions", "fish"],
+        &["man"],
+        &["--kv-mount", "secret", "--kv-version", "2", "policy"],
+        &["policy"],
+        &["status", mountpoint],
+        &["status", mountpoint, "--json"],
+        &["get", "gbo/llm/openai_key"],
+        &["ls", "gbo"],
+        &["render", config],
+        &["check", config],
+    ];
+    for args in commands {
+        let mut command = gbo_fs(&server.addr(), &server.token(), dir.path());
+        command.args(args);
+        let output = run_with_closed_stdout(command, LIMIT);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            error_lines(&output),
+            ["gbo-fs: stdout: Broken pipe (os error 32)"],
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn errors_name_the_path_or_the_vault_address_once() {
+    let nothing_listens = "http://127.0.0.1:9";
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let mut command = gbo_fs(nothing_listens, "t", dir.path());
+        command.args(args);
+        let output = run_bounded(command, LIMIT);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let errors = error_lines(&output);
+        assert_eq!(errors.len(), 1, "{args:?}: {errors:?}");
+        errors[0].clone()
+    };
+
+    let ls = run(&["ls", "gbo"]);
+    assert!(ls.starts_with("gbo-fs: gbo: Vault unreachable: "), "{ls}");
+    assert!(!ls.contains("gbo: gbo:"), "{ls}");
+
+    let directory = dir.path().to_str().unwrap();
+    let render = run(&["render", directory]);
+    assert_eq!(render.matches(directory).count(), 1, "{render}");
+    assert!(render.contains("Is a directory"), "{render}");
+
+    let policy = run(&["policy"]);
+    assert_eq!(policy.matches(nothing_listens).count(), 1, "{policy}");
+}
+
+#[test]
+fn ls_and_get_refuse_a_missing_config_csv_or_bots_dir_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let a_file = written(dir.path(), "plain.csv", "name,value\n");
+    let cases = [
+        ("--config-csv", missing, "no such file or directory"),
+        ("--bots", missing, "no such file or directory"),
+        ("--bots", a_file.as_str(), "not a directory"),
+    ];
+    for (flag, path, problem) in cases {
+        for command_args in [["ls", ""], ["get", "config.csv"]] {
+            let mut command = gbo_fs("http://127.0.0.1:9", "t", dir.path());
+            command.arg(flag).arg(path).args(command_args);
+            let output = run_bounded(command, LIMIT);
+            assert_eq!(output.status.code(), Some(1), "{flag} {command_args:?}");
+            assert!(output.stdout.is_empty());
+            assert_eq!(
+                error_lines(&output),
+                [format!("gbo-fs: {flag} {path}: {problem}")]
             );
         }
     }

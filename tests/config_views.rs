@@ -3,10 +3,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{errno_of, fuse_available, gbo_fs, run_bounded, wait_until, Mount};
+use common::{errno_of, fuse_available, gbo_fs, run_bounded, wait_until, written, Mount};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const SECRETS: [&str; 3] = ["sk-view-openai", "pg-view-password", "rotated-view-key"];
@@ -269,4 +269,107 @@ fn check_lists_every_reference_with_ok_or_a_reason_and_never_a_value() {
     let mut check = gbo_fs(&server.addr(), &server.token(), workspace.path());
     check.arg("check").arg("--bots").arg(&bots);
     assert!(run_bounded(check, Duration::from_secs(30)).status.success());
+}
+
+/// Runs `gbo-fs ARGS` in `dir` with `server`'s settings, or with no Vault
+/// settings at all when `server` is `None`.
+fn run_in(dir: &Path, server: Option<&TestVaultServer>, args: &[&str]) -> Output {
+    let mut command = match server {
+        Some(server) => gbo_fs(&server.addr(), &server.token(), dir),
+        None => {
+            let mut command = gbo_fs("", "", dir);
+            command.env_remove("VAULT_ADDR").env_remove("VAULT_TOKEN");
+            command
+        }
+    };
+    command.args(args);
+    run_bounded(command, Duration::from_secs(30))
+}
+
+#[test]
+fn check_names_the_setting_of_a_malformed_reference() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let odd = written(
+        dir.path(),
+        "odd.csv",
+        "name,value\nllm-api-key, vault:gbo \n",
+    );
+    let output = run_in(dir.path(), Some(&server), &["check", &odd]);
+    assert_eq!(output.status.code(), Some(1), "a malformed reference fails");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{odd}:2: llm-api-key vault:gbo malformed reference\n")
+    );
+}
+
+#[test]
+fn check_reads_a_file_config_csv_and_bots_dir_together_and_refuses_a_missing_bots_dir() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let bots = bots_dir(dir.path());
+    let bots = bots.to_str().unwrap();
+    let file = written(dir.path(), "own.csv", "name,value\nk,vault:gbo/llm/nope\n");
+    let shown = written(dir.path(), "shown.csv", "s,vault:gbo/tables/port\n");
+    let args = ["check", "--bots", bots, "--config-csv", &shown, &file];
+    let output = run_in(dir.path(), Some(&server), &args);
+    assert_eq!(output.status.code(), Some(1), "the file's reference fails");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first_two = format!(
+        "{file}:2: k vault:gbo/llm/nope no such key\n{shown}:1: s vault:gbo/tables/port ok\n"
+    );
+    assert!(stdout.starts_with(&first_two), "{stdout}");
+    assert!(
+        stdout.contains("marketing.gbot/config.csv:")
+            && stdout.contains("vault:gbo/llm/openai_key ok"),
+        "the bots are checked too: {stdout}"
+    );
+
+    let missing = dir.path().join("no-bots");
+    let missing = missing.to_str().unwrap();
+    for args in [
+        vec!["check", "--bots", missing],
+        vec!["check", "--bots", missing, &file],
+    ] {
+        let output = run_in(dir.path(), Some(&server), &args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr,
+            format!("gbo-fs: --bots {missing}: no such file or directory\n"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn render_and_check_of_a_file_without_references_need_no_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "# bot settings\r\nname,value\r\nllm-model, gpt-4o\r\n,\r\nport,5432";
+    let plain = written(dir.path(), "plain.csv", text);
+    let render = run_in(dir.path(), None, &["render", &plain]);
+    let stderr = String::from_utf8_lossy(&render.stderr);
+    assert_eq!(render.status.code(), Some(0), "{stderr}");
+    assert_eq!(render.stdout, text.as_bytes(), "printed as it is");
+    let check = run_in(dir.path(), None, &["check", &plain]);
+    assert_eq!(check.status.code(), Some(0));
+    assert!(check.stdout.is_empty() && check.stderr.is_empty());
+
+    let server = server();
+    for command in ["render", "check"] {
+        run_in(dir.path(), Some(&server), &[command, &plain]);
+    }
+    assert_eq!(server.total_requests(), 0, "Vault is not contacted");
+
+    let referencing = written(dir.path(), "ref.csv", "k,vault:gbo/llm/openai_key\n");
+    for command in ["render", "check"] {
+        let output = run_in(dir.path(), None, &[command, &referencing]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("VAULT_ADDR is not set"),
+            "{command}: {stderr}"
+        );
+    }
 }

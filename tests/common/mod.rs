@@ -66,9 +66,31 @@ pub fn gbo_fs(addr: &str, token: &str, workdir: &Path) -> Command {
     command
 }
 
+/// Writes `text` to the file `name` in `dir`; returns its path as an argument.
+pub fn written(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// Runs a one-shot command with a time bound.
 pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.stdout(Stdio::piped());
+    finish_bounded(command, limit)
+}
+
+/// Runs a one-shot command, with a time bound, whose stdout is a pipe nobody
+/// reads: its read end is closed before the command starts, so every write
+/// fails as it does after `| head -1` has exited. The output holds stderr only.
+pub fn run_with_closed_stdout(mut command: Command, limit: Duration) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    command.stdout(writer);
+    finish_bounded(command, limit)
+}
+
+fn finish_bounded(mut command: Command, limit: Duration) -> Output {
+    command.stderr(Stdio::piped());
     let mut child = command.spawn().expect("spawn gbo-fs");
     let start = Instant::now();
     loop {
