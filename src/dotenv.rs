@@ -31,7 +31,7 @@ impl std::fmt::Debug for DotEnv {
 }
 
 /// A `.env` problem, naming the file and line.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DotEnvError {
     #[error("{path}: cannot read: {reason}")]
     Unreadable { path: String, reason: String },

@@ -58,9 +58,20 @@ fn source_name(flag: bool, from_env: bool, dotenv: &DotEnv) -> String {
 struct Layers<'a> {
     environment: &'a dyn Fn(&str) -> Option<String>,
     dotenv: &'a DotEnv,
+    /// Why the default `./.env` could not be used (it then reads as empty).
+    unusable_default: Option<&'a DotEnvError>,
 }
 
 impl Layers<'_> {
+    /// The error for a needed setting found nowhere: the unusable default `.env`'s own
+    /// problem if there is one (the setting may be in it), else `message`.
+    fn missing(&self, message: String) -> SettingsError {
+        match self.unusable_default {
+            Some(problem) => SettingsError::DotEnv(problem.clone()),
+            None => SettingsError::Invalid(message),
+        }
+    }
+
     fn get(&self, name: &str) -> Option<(String, bool)> {
         (self.environment)(name)
             .map(|v| (v, true))
@@ -78,13 +89,17 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// Reads the `.env` file: the named one must exist; the default may be absent.
-pub fn load_dotenv(options: &GlobalOptions) -> Result<DotEnv, SettingsError> {
-    let (path, required) = match &options.env_file {
-        Some(path) => (path.clone(), true),
-        None => (PathBuf::from(DEFAULT_ENV_FILE), false),
-    };
-    Ok(DotEnv::load(&path, required)?)
+/// Reads the `.env` file: the named one must exist and parse. The default may be
+/// absent; if it cannot be read or parsed, it reads as empty and its problem is
+/// returned beside it, an error only once a needed setting is found nowhere else.
+fn load_dotenv(options: &GlobalOptions) -> Result<(DotEnv, Option<DotEnvError>), SettingsError> {
+    match &options.env_file {
+        Some(path) => Ok((DotEnv::load(path, true)?, None)),
+        None => match DotEnv::load(Path::new(DEFAULT_ENV_FILE), false) {
+            Ok(dotenv) => Ok((dotenv, None)),
+            Err(problem) => Ok((DotEnv::default(), Some(problem))),
+        },
+    }
 }
 
 /// Builds the settings. `environment` is the process environment (injected for tests).
@@ -116,17 +131,18 @@ fn resolve_with(
     environment: &dyn Fn(&str) -> Option<String>,
     token_need: TokenNeed,
 ) -> Result<Settings, SettingsError> {
-    let dotenv = load_dotenv(options)?;
+    let (dotenv, unusable_default) = load_dotenv(options)?;
     let layers = Layers {
         environment,
         dotenv: &dotenv,
+        unusable_default: unusable_default.as_ref(),
     };
     let invalid = |message: String| SettingsError::Invalid(message);
 
     let addr = match &options.vault_addr {
         Some(addr) => addr.clone(),
         None => layers.get("VAULT_ADDR").map(|(v, _)| v).ok_or_else(|| {
-            invalid(format!(
+            layers.missing(format!(
                 "VAULT_ADDR is not set (use --vault-addr, the environment, or {})",
                 dotenv_label(options)
             ))
@@ -144,7 +160,7 @@ fn resolve_with(
                 Zeroizing::new(String::new())
             }
             None => {
-                return Err(invalid(format!(
+                return Err(layers.missing(format!(
                     "VAULT_TOKEN is not set (use --vault-token-file, the environment, or {}; \
                      or give AppRole credentials: VAULT_ROLE_ID and VAULT_SECRET_ID)",
                     dotenv_label(options)
@@ -215,6 +231,9 @@ fn resolve_with(
         )));
     }
 
+    if let Some(problem) = &unusable_default {
+        tracing::warn!("{problem}; the file was ignored (flags and the environment sufficed)");
+    }
     Ok(Settings {
         connection: VaultConnection {
             addr,
@@ -298,11 +317,11 @@ fn resolve_approle(
                 secret_id,
             }))
         }
-        (Some((_, source)), None) => Err(SettingsError::Invalid(format!(
+        (Some((_, source)), None) => Err(layers.missing(format!(
             "VAULT_ROLE_ID is set ({source}) but VAULT_SECRET_ID is not \
              (use --secret-id-file, the environment, or the .env file)"
         ))),
-        (None, Some((_, source))) => Err(SettingsError::Invalid(format!(
+        (None, Some((_, source))) => Err(layers.missing(format!(
             "VAULT_SECRET_ID is set ({source}) but VAULT_ROLE_ID is not \
              (use --role-id, the environment, or the .env file)"
         ))),

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{gbo_fs, run_bounded, BIN};
@@ -108,6 +110,67 @@ fn a_malformed_env_file_is_an_error_naming_file_and_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("host.env:2"), "{stderr}");
     assert!(!stderr.contains("this-is-not-an-assignment"), "{stderr}");
+}
+
+/// A working directory whose `./.env` sets `first_line`, then has a malformed line 2
+/// holding a would-be secret.
+fn workdir_with_a_malformed_dotenv(first_line: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let contents = format!("{first_line}\nhvs.MALFORMEDSECRET on a line without equals\n");
+    std::fs::write(dir.path().join(".env"), contents).unwrap();
+    dir
+}
+
+/// Runs `gbo-fs get gbo/llm/openai_key` in `dir` with the server's address and token
+/// in the environment, after `adjust` has changed the command; returns the output
+/// and its stderr.
+fn get_openai_key(
+    server: &TestVaultServer,
+    dir: &Path,
+    adjust: impl FnOnce(&mut Command),
+) -> (Output, String) {
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir);
+    adjust(&mut get);
+    get.args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
+#[test]
+fn a_malformed_default_env_is_only_a_warning_when_flags_and_the_environment_suffice() {
+    let server = seeded();
+    let dir = workdir_with_a_malformed_dotenv("OTHER_TOOL_SETTING=1");
+    let (output, stderr) = get_openai_key(&server, dir.path(), |_| {});
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.stdout, b"sk-cli-1");
+    assert!(!stderr.contains("MALFORMEDSECRET"), "{stderr}");
+    let warning = ".env:2: expected NAME=VALUE; the file was ignored";
+    assert!(stderr.contains(warning), "{stderr}");
+}
+
+#[test]
+fn a_malformed_default_env_is_the_error_when_a_needed_setting_would_come_from_it() {
+    let server = seeded();
+    let dir = workdir_with_a_malformed_dotenv(&format!("VAULT_ADDR={}", server.addr()));
+    let (output, stderr) = get_openai_key(&server, dir.path(), |get| {
+        get.env_remove("VAULT_ADDR");
+    });
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(".env:2: expected NAME=VALUE"), "{stderr}");
+    assert!(!stderr.contains("MALFORMEDSECRET"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_explicit_env_file_is_an_error_even_when_the_environment_suffices() {
+    let server = seeded();
+    let dir = workdir_with_a_malformed_dotenv("OTHER_TOOL_SETTING=1");
+    let (output, stderr) = get_openai_key(&server, dir.path(), |get| {
+        get.args(["--env-file", ".env"]);
+    });
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(".env:2: expected NAME=VALUE"), "{stderr}");
+    assert!(output.stdout.is_empty());
 }
 
 #[test]
