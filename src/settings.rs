@@ -154,7 +154,12 @@ fn resolve_with(
     let token = match &options.vault_token_file {
         Some(path) => read_secret_file("--vault-token-file", path)?,
         None => match layers.get("VAULT_TOKEN") {
-            Some((token, _)) => Zeroizing::new(token),
+            Some((token, from_env)) => {
+                let token = Zeroizing::new(token);
+                let source = source_name(false, from_env, &dotenv);
+                check_one_line(&format!("VAULT_TOKEN from {source}"), &token)?;
+                token
+            }
             // AppRole login issues the token; `unseal` needs none.
             None if approle.is_some() || token_need == TokenNeed::Optional => {
                 Zeroizing::new(String::new())
@@ -300,6 +305,7 @@ fn resolve_approle(
                     "VAULT_SECRET_ID from {source} is empty"
                 )));
             }
+            check_one_line(&format!("VAULT_SECRET_ID from {source}"), &secret_id)?;
             let mount = options
                 .approle_mount
                 .as_deref()
@@ -337,15 +343,36 @@ fn dotenv_label(options: &GlobalOptions) -> String {
         .to_string()
 }
 
-/// Reads a file holding one secret (a token, a secret_id), trimmed; errors name `flag`.
+/// Reads a file holding one secret (a token, a secret_id), trimmed of surrounding
+/// blanks and line breaks. An empty file, or a secret with a line break or another
+/// control character inside, is an error naming `flag` and the file, never the content.
 fn read_secret_file(flag: &str, path: &Path) -> Result<Zeroizing<String>, SettingsError> {
+    let shown = format!("{flag} {}", path.display());
     let bytes = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| SettingsError::Invalid(format!("{flag} {}: {e}", path.display())))?,
+        std::fs::read(path).map_err(|e| SettingsError::Invalid(format!("{shown}: {e}")))?,
     );
     let text = std::str::from_utf8(&bytes)
-        .map_err(|_| SettingsError::Invalid(format!("{flag} {}: not UTF-8", path.display())))?;
-    Ok(Zeroizing::new(text.trim().to_string()))
+        .map_err(|_| SettingsError::Invalid(format!("{shown}: not UTF-8")))?;
+    let secret = Zeroizing::new(text.trim().to_string());
+    if secret.is_empty() {
+        return Err(SettingsError::Invalid(format!(
+            "{shown}: the file is empty"
+        )));
+    }
+    check_one_line(&shown, &secret)?;
+    Ok(secret)
+}
+
+/// A token or secret_id goes into an HTTP header or body as is: a line break or other
+/// control character in it is an error naming `what` (never the secret).
+fn check_one_line(what: &str, secret: &str) -> Result<(), SettingsError> {
+    if secret.chars().any(char::is_control) {
+        return Err(SettingsError::Invalid(format!(
+            "{what} holds a line break or another control character: it must be one line \
+             holding only the secret"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -467,6 +494,55 @@ mod tests {
                 .as_str(),
             "hvs.abc"
         );
+    }
+
+    #[test]
+    fn empty_or_multi_line_credential_files_are_errors_naming_the_file_only() {
+        let (dir, mut options) = options_with_env_file("VAULT_ADDR=http://a:1\n");
+        let file = dir.path().join("credential");
+        options.vault_token_file = Some(file.clone());
+        let error_for = |options: &GlobalOptions, contents: &str| {
+            std::fs::write(&file, contents).unwrap();
+            resolve(options, &env_of(&[])).unwrap_err().to_string()
+        };
+        let shown = format!("--vault-token-file {}", file.display());
+        assert_eq!(
+            error_for(&options, "\n"),
+            format!("{shown}: the file is empty")
+        );
+        for contents in [
+            "hvs.first\nhvs.SECOND\n",
+            "hvs.first\r\nSECOND",
+            "hvs.a\u{7}SECOND",
+        ] {
+            let error = error_for(&options, contents);
+            assert!(
+                error.starts_with(&shown) && error.contains("line break"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("SECOND") && !error.contains("hvs."),
+                "{error}"
+            );
+        }
+        options.vault_token_file = None;
+        options.role_id = Some("role".into());
+        options.secret_id_file = Some(file.clone());
+        let error = error_for(&options, "secret-one\nSECOND\n");
+        assert!(error.starts_with("--secret-id-file"), "{error}");
+        assert!(!error.contains("SECOND"), "{error}");
+    }
+
+    #[test]
+    fn a_multi_line_vault_token_in_the_dotenv_is_an_error_naming_the_file() {
+        let (_dir, options) =
+            options_with_env_file("VAULT_ADDR=http://a:1\nVAULT_TOKEN=\"hvs.a\nSECOND\"\n");
+        let error = resolve(&options, &env_of(&[])).unwrap_err().to_string();
+        assert!(
+            error.starts_with("VAULT_TOKEN from ") && error.contains(".env holds a line break"),
+            "{error}"
+        );
+        assert!(!error.contains("SECOND"), "{error}");
     }
 
     #[test]
