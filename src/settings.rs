@@ -137,6 +137,7 @@ fn resolve_with(
         dotenv: &dotenv,
         unusable_default: unusable_default.as_ref(),
     };
+    warn_if_the_dotenv_exposes_credentials(&dotenv);
     let invalid = |message: String| SettingsError::Invalid(message);
 
     let addr = match &options.vault_addr {
@@ -152,7 +153,7 @@ fn resolve_with(
 
     let approle = resolve_approle(options, &layers, &dotenv)?;
     let token = match &options.vault_token_file {
-        Some(path) => read_secret_file("--vault-token-file", path)?,
+        Some(path) => read_secret_file("--vault-token-file", path, "the Vault token")?,
         None => match layers.get("VAULT_TOKEN") {
             Some((token, from_env)) => {
                 let token = Zeroizing::new(token);
@@ -290,7 +291,7 @@ fn resolve_approle(
     };
     let secret_id = match &options.secret_id_file {
         Some(path) => Some((
-            read_secret_file("--secret-id-file", path)?,
+            read_secret_file("--secret-id-file", path, "the AppRole secret_id")?,
             source_name(true, false, dotenv),
         )),
         None => layers
@@ -343,10 +344,15 @@ fn dotenv_label(options: &GlobalOptions) -> String {
         .to_string()
 }
 
-/// Reads a file holding one secret (a token, a secret_id), trimmed of surrounding
-/// blanks and line breaks. An empty file, or a secret with a line break or another
-/// control character inside, is an error naming `flag` and the file, never the content.
-fn read_secret_file(flag: &str, path: &Path) -> Result<Zeroizing<String>, SettingsError> {
+/// Reads a file holding one secret (`what`: a token, a secret_id), trimmed of surrounding
+/// blanks and line breaks, with a warning if others may read it. An empty file, or a
+/// secret with a line break or another control character inside, is an error naming
+/// `flag` and the file, never the content.
+fn read_secret_file(
+    flag: &str,
+    path: &Path,
+    what: &str,
+) -> Result<Zeroizing<String>, SettingsError> {
     let shown = format!("{flag} {}", path.display());
     let bytes = Zeroizing::new(
         std::fs::read(path).map_err(|e| SettingsError::Invalid(format!("{shown}: {e}")))?,
@@ -360,7 +366,37 @@ fn read_secret_file(flag: &str, path: &Path) -> Result<Zeroizing<String>, Settin
         )));
     }
     check_one_line(&shown, &secret)?;
+    warn_if_others_may_read(path, what);
     Ok(secret)
+}
+
+/// Warns when the `.env` holds VAULT_TOKEN or VAULT_SECRET_ID and others may read it.
+fn warn_if_the_dotenv_exposes_credentials(dotenv: &DotEnv) {
+    let held: Vec<&str> = ["VAULT_TOKEN", "VAULT_SECRET_ID"]
+        .into_iter()
+        .filter(|name| dotenv.get(name).is_some_and(|value| !value.is_empty()))
+        .collect();
+    if let (Some(path), false) = (&dotenv.path, held.is_empty()) {
+        warn_if_others_may_read(path, &held.join(" and "));
+    }
+}
+
+/// Warns (naming the file and its mode, never `what` itself) when `path`, which holds
+/// `what`, is readable by group or others. Not refused, unlike an unseal keys file:
+/// existing deployments may have such files.
+fn warn_if_others_may_read(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o044 != 0 {
+        let shown = path.display();
+        tracing::warn!(
+            "{shown} has mode {mode:04o}: group or others may read {what} in it; it is used \
+             anyway, but should be private to its owner (chmod 600 {shown})"
+        );
+    }
 }
 
 /// A token or secret_id goes into an HTTP header or body as is: a line break or other

@@ -174,6 +174,58 @@ fn a_malformed_explicit_env_file_is_an_error_even_when_the_environment_suffices(
 }
 
 #[test]
+fn token_files_readable_by_others_are_used_with_a_warning_naming_file_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let write_with_mode = |name: &str, contents: String, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let get_succeeds_warning_about = |adjust: &dyn Fn(&mut Command)| {
+        let (output, stderr) = get_openai_key(&server, dir.path(), |get| {
+            get.env_remove("VAULT_TOKEN");
+            adjust(get);
+        });
+        assert_eq!(output.stdout, b"sk-cli-1", "{stderr}");
+        assert!(!stderr.contains(&server.token()), "{stderr}");
+        stderr
+    };
+    let dotenv = format!(
+        "VAULT_ADDR={}\nVAULT_TOKEN={}\n",
+        server.addr(),
+        server.token()
+    );
+    write_with_mode(".env", dotenv, 0o666);
+    let stderr = get_succeeds_warning_about(&|_| {});
+    assert!(
+        stderr.contains(".env has mode 0666: group or others may read VAULT_TOKEN"),
+        "{stderr}"
+    );
+
+    write_with_mode(".env", format!("VAULT_ADDR={}\n", server.addr()), 0o600);
+    let token_file = write_with_mode("token", server.token(), 0o644);
+    let with_token_file = |get: &mut Command| {
+        get.arg("--vault-token-file").arg(&token_file);
+    };
+    let stderr = get_succeeds_warning_about(&with_token_file);
+    assert!(
+        stderr.contains("token has mode 0644: group or others may read the Vault token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".env has mode"), "{stderr}");
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stderr = get_succeeds_warning_about(&with_token_file);
+    assert!(
+        !stderr.contains("has mode"),
+        "a private file is not warned about: {stderr}"
+    );
+}
+
+#[test]
 fn a_bad_vault_addr_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut get = gbo_fs("localhost:8200", "t", dir.path());
