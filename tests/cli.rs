@@ -250,6 +250,32 @@ fn the_token_never_appears_in_error_output() {
 }
 
 #[test]
+fn help_and_man_page_never_suggest_the_credential_variables_hold_file_paths() {
+    for args in [["--help"], ["man"]] {
+        let mut command = std::process::Command::new(BIN);
+        command.args(args);
+        let output = run_bounded(command, LIMIT);
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout).replace("\\-", "-");
+        for (flag, variable) in [
+            ("--vault-token-file", "VAULT_TOKEN"),
+            ("--secret-id-file", "VAULT_SECRET_ID"),
+        ] {
+            assert!(!text.contains(&format!("[env: {variable}]")), "{text}");
+            let help = text
+                .rsplit(flag)
+                .next()
+                .and_then(|after| after.lines().find(|line| line.contains("File holding")))
+                .unwrap_or_default();
+            assert!(
+                help.contains(&format!("itself comes from {variable}")),
+                "{args:?}: {flag} help: `{help}`"
+            );
+        }
+    }
+}
+
+#[test]
 fn every_flag_has_a_help_line() {
     for args in [
         vec!["--help"],
