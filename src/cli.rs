@@ -26,7 +26,7 @@ pub struct GlobalOptions {
     #[arg(long, global = true, value_name = "URL")]
     pub vault_addr: Option<String>,
 
-    /// File holding the Vault token (a token on the command line would be visible in ps) [env: VAULT_TOKEN]
+    /// File holding the Vault token (a token on the command line would be visible in ps); without it, the token itself comes from VAULT_TOKEN (environment or .env)
     #[arg(long, global = true, value_name = "PATH")]
     pub vault_token_file: Option<PathBuf>,
 
@@ -98,7 +98,7 @@ pub struct GlobalOptions {
     #[arg(long, global = true, value_name = "ID")]
     pub role_id: Option<String>,
 
-    /// File holding the AppRole secret_id [env: VAULT_SECRET_ID]
+    /// File holding the AppRole secret_id; without it, the secret_id itself comes from VAULT_SECRET_ID (environment or .env)
     #[arg(long, global = true, value_name = "PATH")]
     pub secret_id_file: Option<PathBuf>,
 

@@ -539,15 +539,16 @@ pub fn mask(chars: usize) -> String {
 // Planning: the rewritten .env
 // ---------------------------------------------------------------------------------------------
 
-/// The new `.env`: `VAULT_ADDR`, `VAULT_TOKEN`, then the kept variables' lines
-/// as they were (quoting included). Comments and secret lines are dropped; the
-/// backup keeps them.
+/// The new `.env`: `VAULT_ADDR`, `VAULT_TOKEN`, then the kept variables'
+/// assignments byte for byte as they were (quoting and every line of a multi-line
+/// value included). Comments and secret lines are dropped; the backup keeps them.
+/// `original` is parsed as [`DotEnv::parse`] does; an error is its `(line, reason)`.
 pub fn rewritten_env(
     original: &str,
     kept: &BTreeSet<&str>,
     vault_addr: &str,
     vault_token: &str,
-) -> Zeroizing<String> {
+) -> Result<Zeroizing<String>, crate::dotenv::ParseError> {
     // Sized up front: a reallocation would leave an unzeroized copy behind.
     let mut text = Zeroizing::new(String::with_capacity(
         original.len() + 2 * (vault_addr.len() + vault_token.len()) + 256,
@@ -561,24 +562,13 @@ pub fn rewritten_env(
         text.push_str(&env_quote(value));
         text.push('\n');
     }
-    for raw in original.lines() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let assignment = line
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(line);
-        let Some((name, _)) = assignment.split_once('=') else {
-            continue;
-        };
-        if kept.contains(name.trim()) {
-            text.push_str(line);
+    for assignment in crate::dotenv::assignments(original)? {
+        if kept.contains(assignment.name) {
+            text.push_str(assignment.source);
             text.push('\n');
         }
     }
-    text
+    Ok(text)
 }
 
 /// A value as a `.env` line writes it: bare when plain, else single-quoted
@@ -912,7 +902,14 @@ pub async fn migrate(
             backup.display()
         ),
     )?;
-    let new_text = rewritten_env(&env.text, &kept, vault_addr, vault_token);
+    let new_text =
+        rewritten_env(&env.text, &kept, vault_addr, vault_token).map_err(|(line, reason)| {
+            crate::dotenv::DotEnvError::Malformed {
+                path: shown_env.clone(),
+                line,
+                reason,
+            }
+        })?;
     write_atomically(&env.path, new_text.as_bytes(), owner_of(&env.path))?;
     say(
         out,
@@ -1217,7 +1214,7 @@ mod tests {
             "# OPENAI_API_KEY=sk-commented\nexport BOT_NAME=\"My Bot\"\nOPENAI_API_KEY=sk-x\n\
                         VAULT_ADDR=http://old:1\nPORT=8080 # web\n";
         let kept: BTreeSet<&str> = ["BOT_NAME", "PORT"].into_iter().collect();
-        let text = rewritten_env(original, &kept, "http://127.0.0.1:8200", "hvs.abc");
+        let text = rewritten_env(original, &kept, "http://127.0.0.1:8200", "hvs.abc").unwrap();
         let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             lines,
@@ -1235,9 +1232,29 @@ mod tests {
     }
 
     #[test]
+    fn rewritten_env_keeps_a_multi_line_value_byte_for_byte() {
+        let certificate =
+            "BOT_CA=\"-----BEGIN CERTIFICATE-----\r\n  MIIB+x==\r\n-----END CERTIFICATE-----\"";
+        let original =
+            format!("\u{feff}OPENAI_API_KEY='sk-\nsplit'\n{certificate} # bot's CA\nPORT=8080\n");
+        let kept: BTreeSet<&str> = ["BOT_CA", "PORT"].into_iter().collect();
+        let text = rewritten_env(&original, &kept, "http://a:1", "hvs.abc").unwrap();
+        assert!(
+            text.ends_with(&format!("{certificate} # bot's CA\nPORT=8080\n")),
+            "{}",
+            text.as_str()
+        );
+        assert!(!text.contains("sk-") && !text.contains("split"));
+        assert_eq!(
+            DotEnv::parse(&text).unwrap().get("BOT_CA"),
+            DotEnv::parse(&original).unwrap().get("BOT_CA")
+        );
+    }
+
+    #[test]
     fn odd_vault_values_are_quoted_so_they_read_back_unchanged() {
         for value in ["plain.token-1", "has space", "it's", "a#b c"] {
-            let text = rewritten_env("", &BTreeSet::new(), "http://a:1", value);
+            let text = rewritten_env("", &BTreeSet::new(), "http://a:1", value).unwrap();
             assert_eq!(
                 DotEnv::parse(&text).unwrap().get("VAULT_TOKEN"),
                 Some(value)

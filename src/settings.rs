@@ -58,9 +58,20 @@ fn source_name(flag: bool, from_env: bool, dotenv: &DotEnv) -> String {
 struct Layers<'a> {
     environment: &'a dyn Fn(&str) -> Option<String>,
     dotenv: &'a DotEnv,
+    /// Why the default `./.env` could not be used (it then reads as empty).
+    unusable_default: Option<&'a DotEnvError>,
 }
 
 impl Layers<'_> {
+    /// The error for a needed setting found nowhere: the unusable default `.env`'s own
+    /// problem if there is one (the setting may be in it), else `message`.
+    fn missing(&self, message: String) -> SettingsError {
+        match self.unusable_default {
+            Some(problem) => SettingsError::DotEnv(problem.clone()),
+            None => SettingsError::Invalid(message),
+        }
+    }
+
     fn get(&self, name: &str) -> Option<(String, bool)> {
         (self.environment)(name)
             .map(|v| (v, true))
@@ -78,13 +89,17 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// Reads the `.env` file: the named one must exist; the default may be absent.
-pub fn load_dotenv(options: &GlobalOptions) -> Result<DotEnv, SettingsError> {
-    let (path, required) = match &options.env_file {
-        Some(path) => (path.clone(), true),
-        None => (PathBuf::from(DEFAULT_ENV_FILE), false),
-    };
-    Ok(DotEnv::load(&path, required)?)
+/// Reads the `.env` file: the named one must exist and parse. The default may be
+/// absent; if it cannot be read or parsed, it reads as empty and its problem is
+/// returned beside it, an error only once a needed setting is found nowhere else.
+fn load_dotenv(options: &GlobalOptions) -> Result<(DotEnv, Option<DotEnvError>), SettingsError> {
+    match &options.env_file {
+        Some(path) => Ok((DotEnv::load(path, true)?, None)),
+        None => match DotEnv::load(Path::new(DEFAULT_ENV_FILE), false) {
+            Ok(dotenv) => Ok((dotenv, None)),
+            Err(problem) => Ok((DotEnv::default(), Some(problem))),
+        },
+    }
 }
 
 /// Builds the settings. `environment` is the process environment (injected for tests).
@@ -116,17 +131,19 @@ fn resolve_with(
     environment: &dyn Fn(&str) -> Option<String>,
     token_need: TokenNeed,
 ) -> Result<Settings, SettingsError> {
-    let dotenv = load_dotenv(options)?;
+    let (dotenv, unusable_default) = load_dotenv(options)?;
     let layers = Layers {
         environment,
         dotenv: &dotenv,
+        unusable_default: unusable_default.as_ref(),
     };
+    warn_if_the_dotenv_exposes_credentials(&dotenv);
     let invalid = |message: String| SettingsError::Invalid(message);
 
     let addr = match &options.vault_addr {
         Some(addr) => addr.clone(),
         None => layers.get("VAULT_ADDR").map(|(v, _)| v).ok_or_else(|| {
-            invalid(format!(
+            layers.missing(format!(
                 "VAULT_ADDR is not set (use --vault-addr, the environment, or {})",
                 dotenv_label(options)
             ))
@@ -136,15 +153,20 @@ fn resolve_with(
 
     let approle = resolve_approle(options, &layers, &dotenv)?;
     let token = match &options.vault_token_file {
-        Some(path) => read_secret_file("--vault-token-file", path)?,
+        Some(path) => read_secret_file("--vault-token-file", path, "the Vault token")?,
         None => match layers.get("VAULT_TOKEN") {
-            Some((token, _)) => Zeroizing::new(token),
+            Some((token, from_env)) => {
+                let token = Zeroizing::new(token);
+                let source = source_name(false, from_env, &dotenv);
+                check_one_line(&format!("VAULT_TOKEN from {source}"), &token)?;
+                token
+            }
             // AppRole login issues the token; `unseal` needs none.
             None if approle.is_some() || token_need == TokenNeed::Optional => {
                 Zeroizing::new(String::new())
             }
             None => {
-                return Err(invalid(format!(
+                return Err(layers.missing(format!(
                     "VAULT_TOKEN is not set (use --vault-token-file, the environment, or {}; \
                      or give AppRole credentials: VAULT_ROLE_ID and VAULT_SECRET_ID)",
                     dotenv_label(options)
@@ -215,6 +237,9 @@ fn resolve_with(
         )));
     }
 
+    if let Some(problem) = &unusable_default {
+        tracing::warn!("{problem}; the file was ignored (flags and the environment sufficed)");
+    }
     Ok(Settings {
         connection: VaultConnection {
             addr,
@@ -266,7 +291,7 @@ fn resolve_approle(
     };
     let secret_id = match &options.secret_id_file {
         Some(path) => Some((
-            read_secret_file("--secret-id-file", path)?,
+            read_secret_file("--secret-id-file", path, "the AppRole secret_id")?,
             source_name(true, false, dotenv),
         )),
         None => layers
@@ -281,6 +306,7 @@ fn resolve_approle(
                     "VAULT_SECRET_ID from {source} is empty"
                 )));
             }
+            check_one_line(&format!("VAULT_SECRET_ID from {source}"), &secret_id)?;
             let mount = options
                 .approle_mount
                 .as_deref()
@@ -298,11 +324,11 @@ fn resolve_approle(
                 secret_id,
             }))
         }
-        (Some((_, source)), None) => Err(SettingsError::Invalid(format!(
+        (Some((_, source)), None) => Err(layers.missing(format!(
             "VAULT_ROLE_ID is set ({source}) but VAULT_SECRET_ID is not \
              (use --secret-id-file, the environment, or the .env file)"
         ))),
-        (None, Some((_, source))) => Err(SettingsError::Invalid(format!(
+        (None, Some((_, source))) => Err(layers.missing(format!(
             "VAULT_SECRET_ID is set ({source}) but VAULT_ROLE_ID is not \
              (use --role-id, the environment, or the .env file)"
         ))),
@@ -318,15 +344,71 @@ fn dotenv_label(options: &GlobalOptions) -> String {
         .to_string()
 }
 
-/// Reads a file holding one secret (a token, a secret_id), trimmed; errors name `flag`.
-fn read_secret_file(flag: &str, path: &Path) -> Result<Zeroizing<String>, SettingsError> {
+/// Reads a file holding one secret (`what`: a token, a secret_id), trimmed of surrounding
+/// blanks and line breaks, with a warning if others may read it. An empty file, or a
+/// secret with a line break or another control character inside, is an error naming
+/// `flag` and the file, never the content.
+fn read_secret_file(
+    flag: &str,
+    path: &Path,
+    what: &str,
+) -> Result<Zeroizing<String>, SettingsError> {
+    let shown = format!("{flag} {}", path.display());
     let bytes = Zeroizing::new(
-        std::fs::read(path)
-            .map_err(|e| SettingsError::Invalid(format!("{flag} {}: {e}", path.display())))?,
+        std::fs::read(path).map_err(|e| SettingsError::Invalid(format!("{shown}: {e}")))?,
     );
     let text = std::str::from_utf8(&bytes)
-        .map_err(|_| SettingsError::Invalid(format!("{flag} {}: not UTF-8", path.display())))?;
-    Ok(Zeroizing::new(text.trim().to_string()))
+        .map_err(|_| SettingsError::Invalid(format!("{shown}: not UTF-8")))?;
+    let secret = Zeroizing::new(text.trim().to_string());
+    if secret.is_empty() {
+        return Err(SettingsError::Invalid(format!(
+            "{shown}: the file is empty"
+        )));
+    }
+    check_one_line(&shown, &secret)?;
+    warn_if_others_may_read(path, what);
+    Ok(secret)
+}
+
+/// Warns when the `.env` holds VAULT_TOKEN or VAULT_SECRET_ID and others may read it.
+fn warn_if_the_dotenv_exposes_credentials(dotenv: &DotEnv) {
+    let held: Vec<&str> = ["VAULT_TOKEN", "VAULT_SECRET_ID"]
+        .into_iter()
+        .filter(|name| dotenv.get(name).is_some_and(|value| !value.is_empty()))
+        .collect();
+    if let (Some(path), false) = (&dotenv.path, held.is_empty()) {
+        warn_if_others_may_read(path, &held.join(" and "));
+    }
+}
+
+/// Warns (naming the file and its mode, never `what` itself) when `path`, which holds
+/// `what`, is readable by group or others. Not refused, unlike an unseal keys file:
+/// existing deployments may have such files.
+fn warn_if_others_may_read(path: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o044 != 0 {
+        let shown = path.display();
+        tracing::warn!(
+            "{shown} has mode {mode:04o}: group or others may read {what} in it; it is used \
+             anyway, but should be private to its owner (chmod 600 {shown})"
+        );
+    }
+}
+
+/// A token or secret_id goes into an HTTP header or body as is: a line break or other
+/// control character in it is an error naming `what` (never the secret).
+fn check_one_line(what: &str, secret: &str) -> Result<(), SettingsError> {
+    if secret.chars().any(char::is_control) {
+        return Err(SettingsError::Invalid(format!(
+            "{what} holds a line break or another control character: it must be one line \
+             holding only the secret"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -448,6 +530,55 @@ mod tests {
                 .as_str(),
             "hvs.abc"
         );
+    }
+
+    #[test]
+    fn empty_or_multi_line_credential_files_are_errors_naming_the_file_only() {
+        let (dir, mut options) = options_with_env_file("VAULT_ADDR=http://a:1\n");
+        let file = dir.path().join("credential");
+        options.vault_token_file = Some(file.clone());
+        let error_for = |options: &GlobalOptions, contents: &str| {
+            std::fs::write(&file, contents).unwrap();
+            resolve(options, &env_of(&[])).unwrap_err().to_string()
+        };
+        let shown = format!("--vault-token-file {}", file.display());
+        assert_eq!(
+            error_for(&options, "\n"),
+            format!("{shown}: the file is empty")
+        );
+        for contents in [
+            "hvs.first\nhvs.SECOND\n",
+            "hvs.first\r\nSECOND",
+            "hvs.a\u{7}SECOND",
+        ] {
+            let error = error_for(&options, contents);
+            assert!(
+                error.starts_with(&shown) && error.contains("line break"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("SECOND") && !error.contains("hvs."),
+                "{error}"
+            );
+        }
+        options.vault_token_file = None;
+        options.role_id = Some("role".into());
+        options.secret_id_file = Some(file.clone());
+        let error = error_for(&options, "secret-one\nSECOND\n");
+        assert!(error.starts_with("--secret-id-file"), "{error}");
+        assert!(!error.contains("SECOND"), "{error}");
+    }
+
+    #[test]
+    fn a_multi_line_vault_token_in_the_dotenv_is_an_error_naming_the_file() {
+        let (_dir, options) =
+            options_with_env_file("VAULT_ADDR=http://a:1\nVAULT_TOKEN=\"hvs.a\nSECOND\"\n");
+        let error = resolve(&options, &env_of(&[])).unwrap_err().to_string();
+        assert!(
+            error.starts_with("VAULT_TOKEN from ") && error.contains(".env holds a line break"),
+            "{error}"
+        );
+        assert!(!error.contains("SECOND"), "{error}");
     }
 
     #[test]

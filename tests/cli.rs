@@ -3,7 +3,8 @@
 
 mod common;
 
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{gbo_fs, run_bounded, run_with_closed_stdout, written, BIN};
@@ -121,6 +122,119 @@ fn a_malformed_env_file_is_an_error_naming_file_and_line() {
     assert!(!stderr.contains("this-is-not-an-assignment"), "{stderr}");
 }
 
+/// A working directory whose `./.env` sets `first_line`, then has a malformed line 2
+/// holding a would-be secret.
+fn workdir_with_a_malformed_dotenv(first_line: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let contents = format!("{first_line}\nhvs.MALFORMEDSECRET on a line without equals\n");
+    std::fs::write(dir.path().join(".env"), contents).unwrap();
+    dir
+}
+
+/// Runs `gbo-fs get gbo/llm/openai_key` in `dir` with the server's address and token
+/// in the environment, after `adjust` has changed the command; returns the output
+/// and its stderr.
+fn get_openai_key(
+    server: &TestVaultServer,
+    dir: &Path,
+    adjust: impl FnOnce(&mut Command),
+) -> (Output, String) {
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir);
+    adjust(&mut get);
+    get.args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
+#[test]
+fn a_malformed_default_env_is_only_a_warning_when_flags_and_the_environment_suffice() {
+    let server = seeded();
+    let dir = workdir_with_a_malformed_dotenv("OTHER_TOOL_SETTING=1");
+    let (output, stderr) = get_openai_key(&server, dir.path(), |_| {});
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(output.stdout, b"sk-cli-1");
+    assert!(!stderr.contains("MALFORMEDSECRET"), "{stderr}");
+    let warning = ".env:2: expected NAME=VALUE; the file was ignored";
+    assert!(stderr.contains(warning), "{stderr}");
+}
+
+#[test]
+fn a_malformed_default_env_is_the_error_when_a_needed_setting_would_come_from_it() {
+    let server = seeded();
+    let dir = workdir_with_a_malformed_dotenv(&format!("VAULT_ADDR={}", server.addr()));
+    let (output, stderr) = get_openai_key(&server, dir.path(), |get| {
+        get.env_remove("VAULT_ADDR");
+    });
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(".env:2: expected NAME=VALUE"), "{stderr}");
+    assert!(!stderr.contains("MALFORMEDSECRET"), "{stderr}");
+}
+
+#[test]
+fn a_malformed_explicit_env_file_is_an_error_even_when_the_environment_suffices() {
+    let server = seeded();
+    let dir = workdir_with_a_malformed_dotenv("OTHER_TOOL_SETTING=1");
+    let (output, stderr) = get_openai_key(&server, dir.path(), |get| {
+        get.args(["--env-file", ".env"]);
+    });
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(".env:2: expected NAME=VALUE"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn token_files_readable_by_others_are_used_with_a_warning_naming_file_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let write_with_mode = |name: &str, contents: String, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    };
+    let get_succeeds_warning_about = |adjust: &dyn Fn(&mut Command)| {
+        let (output, stderr) = get_openai_key(&server, dir.path(), |get| {
+            get.env_remove("VAULT_TOKEN");
+            adjust(get);
+        });
+        assert_eq!(output.stdout, b"sk-cli-1", "{stderr}");
+        assert!(!stderr.contains(&server.token()), "{stderr}");
+        stderr
+    };
+    let dotenv = format!(
+        "VAULT_ADDR={}\nVAULT_TOKEN={}\n",
+        server.addr(),
+        server.token()
+    );
+    write_with_mode(".env", dotenv, 0o666);
+    let stderr = get_succeeds_warning_about(&|_| {});
+    assert!(
+        stderr.contains(".env has mode 0666: group or others may read VAULT_TOKEN"),
+        "{stderr}"
+    );
+
+    write_with_mode(".env", format!("VAULT_ADDR={}\n", server.addr()), 0o600);
+    let token_file = write_with_mode("token", server.token(), 0o644);
+    let with_token_file = |get: &mut Command| {
+        get.arg("--vault-token-file").arg(&token_file);
+    };
+    let stderr = get_succeeds_warning_about(&with_token_file);
+    assert!(
+        stderr.contains("token has mode 0644: group or others may read the Vault token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".env has mode"), "{stderr}");
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stderr = get_succeeds_warning_about(&with_token_file);
+    assert!(
+        !stderr.contains("has mode"),
+        "a private file is not warned about: {stderr}"
+    );
+}
+
 #[test]
 fn a_bad_vault_addr_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,6 +257,32 @@ fn the_token_never_appears_in_error_output() {
     let text = String::from_utf8_lossy(&all);
     assert!(text.contains("unreachable"), "{text}");
     assert!(!text.contains("super-secret-token"), "{text}");
+}
+
+#[test]
+fn help_and_man_page_never_suggest_the_credential_variables_hold_file_paths() {
+    for args in [["--help"], ["man"]] {
+        let mut command = std::process::Command::new(BIN);
+        command.args(args);
+        let output = run_bounded(command, LIMIT);
+        assert!(output.status.success());
+        let text = String::from_utf8_lossy(&output.stdout).replace("\\-", "-");
+        for (flag, variable) in [
+            ("--vault-token-file", "VAULT_TOKEN"),
+            ("--secret-id-file", "VAULT_SECRET_ID"),
+        ] {
+            assert!(!text.contains(&format!("[env: {variable}]")), "{text}");
+            let help = text
+                .rsplit(flag)
+                .next()
+                .and_then(|after| after.lines().find(|line| line.contains("File holding")))
+                .unwrap_or_default();
+            assert!(
+                help.contains(&format!("itself comes from {variable}")),
+                "{args:?}: {flag} help: `{help}`"
+            );
+        }
+    }
 }
 
 #[test]

@@ -550,3 +550,24 @@ fn an_unparsable_url_fails_naming_the_variable_and_file_and_writes_nothing() {
     assert_eq!(workspace.env_text(), original);
     workspace.assert_never_printed(&["URLSECRET"]);
 }
+
+#[test]
+fn a_multi_line_quoted_certificate_survives_the_rewrite_byte_for_byte() {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    let certificate = "BOT_CA_PEM=\"-----BEGIN CERTIFICATE-----\r\nMIIBkTCB+wIJAKHHIG==\r\n-----END CERTIFICATE-----\"";
+    let original =
+        format!("\u{feff}OPENAI_API_KEY='sk-MULTI\nLINESECRET'\n{certificate}\nPORT=8080\n");
+    let mut workspace = Workspace::with_env(&original);
+    assert_success(workspace.migrate(&server, &[]));
+    assert_eq!(
+        vault_secret(&server, "gbo/llm").unwrap(),
+        map(&[("openai_key", "sk-MULTI\nLINESECRET")])
+    );
+    let rewritten = workspace.env_text();
+    assert!(
+        rewritten.ends_with(&format!("{certificate}\nPORT=8080\n")),
+        "{rewritten}"
+    );
+    assert!(!rewritten.contains("MULTI"), "{rewritten}");
+    workspace.assert_never_printed(&["MULTI", "LINESECRET"]);
+}

@@ -24,6 +24,18 @@ fn server_with(config: TestVaultConfig) -> TestVaultServer {
     server
 }
 
+/// A server whose AppRole login accepts ROLE_ID and SECRET_ID (tokens live 60 s).
+fn server_accepting_the_test_approle() -> TestVaultServer {
+    server_with(TestVaultConfig {
+        approle: Some(TestAppRole::new(
+            ROLE_ID,
+            SECRET_ID,
+            Duration::from_secs(60),
+        )),
+        ..TestVaultConfig::default()
+    })
+}
+
 fn store_for(server: &TestVaultServer, token: &str) -> Arc<VaultHttpStore> {
     Arc::new(gbo_fs::testing::http_store(&server.addr(), token))
 }
@@ -180,14 +192,7 @@ fn mount_with_an_invalid_token_exits_non_zero_before_mounting() {
 
 #[test]
 fn get_logs_in_with_approle_and_never_prints_the_credentials_or_the_token() {
-    let server = server_with(TestVaultConfig {
-        approle: Some(TestAppRole::new(
-            ROLE_ID,
-            SECRET_ID,
-            Duration::from_secs(60),
-        )),
-        ..TestVaultConfig::default()
-    });
+    let server = server_accepting_the_test_approle();
     let dir = tempfile::tempdir().unwrap();
     let mut get = gbo_fs(&server.addr(), "", dir.path());
     get.env_remove("VAULT_TOKEN")
@@ -202,6 +207,29 @@ fn get_logs_in_with_approle_and_never_prints_the_credentials_or_the_token() {
     for secret in [SECRET_ID, "s.approle-"] {
         assert!(!stderr.contains(secret), "{secret} printed:\n{stderr}");
     }
+}
+
+#[test]
+fn a_secret_id_file_readable_by_group_is_used_with_a_warning_naming_file_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = server_accepting_the_test_approle();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_id_file = dir.path().join("secret-id");
+    std::fs::write(&secret_id_file, format!("{SECRET_ID}\n")).unwrap();
+    std::fs::set_permissions(&secret_id_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut get = gbo_fs(&server.addr(), "", dir.path());
+    get.env_remove("VAULT_TOKEN")
+        .args(["--role-id", ROLE_ID, "--secret-id-file"])
+        .arg(&secret_id_file)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.stdout, b"sk-token-test", "{stderr}");
+    assert!(
+        stderr.contains("secret-id has mode 0640: group or others may read the AppRole secret_id"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET_ID), "{stderr}");
 }
 
 #[test]
