@@ -129,6 +129,27 @@ fn auto_unmount_leaves_no_stale_mount_after_sigkill() {
     });
     assert!(
         unmounted,
-        "a SIGKILLed daemon with --auto-unmount left its mount"
+        "a SIGKILLed daemon with --auto-unmount left its mount {}; its line in \
+         mountinfo: {:?}; fusermount3 processes: {:?}",
+        canonical.display(),
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains(&*canonical.to_string_lossy()))
+            .collect::<Vec<_>>(),
+        fusermount_processes(),
     );
+}
+
+/// The command lines of running fusermount3 processes, for a failure message.
+fn fusermount_processes() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains("fusermount3"))
+        .collect()
 }
