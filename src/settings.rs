@@ -10,7 +10,7 @@ use crate::cache::CachePolicy;
 use crate::cli::GlobalOptions;
 use crate::dotenv::{DotEnv, DotEnvError};
 use crate::token::{AppRoleLogin, DEFAULT_APPROLE_MOUNT};
-use crate::vault::http::{validate_vault_addr, VaultConnection};
+use crate::vault::http::{check_vault_addr, VaultConnection};
 use crate::vault::layout::{KvVersion, LayoutOverrides};
 
 /// Default `.env` location.
@@ -132,7 +132,11 @@ fn resolve_with(
             ))
         })?,
     };
-    validate_vault_addr(&addr).map_err(invalid)?;
+    let addr_setting = match options.vault_addr {
+        Some(_) => "--vault-addr",
+        None => "VAULT_ADDR",
+    };
+    check_vault_addr(&addr, addr_setting).map_err(invalid)?;
 
     let approle = resolve_approle(options, &layers, &dotenv)?;
     let token = match &options.vault_token_file {

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{gbo_fs, run_bounded, BIN};
+use common::{exit_and_output, gbo_fs, run_bounded, BIN};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -119,6 +119,52 @@ fn a_bad_vault_addr_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("VAULT_ADDR `localhost:8200`"), "{stderr}");
+}
+
+#[test]
+fn credentials_in_vault_addr_are_refused_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_password = "http://user:pw-s3cret@127.0.0.1:9";
+    let get = ["-vv", "get", "gbo/llm/openai_key"];
+    let (code, text) = exit_and_output(with_password, "t", dir.path(), &get);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("VAULT_ADDR") && text.contains("must not contain credentials"),
+        "{text}"
+    );
+    assert!(!text.contains("pw-s3cret"), "{text}");
+
+    let mut flagged = std::process::Command::new(BIN);
+    flagged
+        .current_dir(dir.path())
+        .env("VAULT_TOKEN", "t")
+        .args(["--vault-addr", "https://pw-s3cret@vault.example", "ls"]);
+    let output = run_bounded(flagged, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--vault-addr"), "{stderr}");
+    assert!(!stderr.contains("pw-s3cret"), "{stderr}");
+}
+
+#[test]
+fn a_query_fragment_or_whitespace_in_vault_addr_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "http://127.0.0.1:9?x=1",
+        "http://127.0.0.1:9#frag",
+        "http://127.0.0.1:9 ",
+    ] {
+        let mut status = gbo_fs(addr, "t", dir.path());
+        status.arg("status").arg(dir.path());
+        let output = run_bounded(status, LIMIT);
+        assert!(!output.status.success(), "{addr:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with("gbo-fs: VAULT_ADDR"),
+            "{addr:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{addr:?}: no report is printed");
+    }
 }
 
 #[test]

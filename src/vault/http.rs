@@ -90,14 +90,55 @@ impl std::fmt::Debug for VaultConnection {
 
 /// Checks that `addr` is an absolute http(s) URL; the error names the value.
 pub fn validate_vault_addr(addr: &str) -> Result<url::Url, String> {
+    check_vault_addr(addr, "VAULT_ADDR")
+}
+
+/// [`validate_vault_addr`] for the value of `setting` (`VAULT_ADDR` or `--vault-addr`).
+///
+/// Credentials (`user:password@`), a query, a fragment and whitespace are refused: Vault
+/// takes none of them, and credentials in the address would end up in logs. An address
+/// holding credentials is never echoed.
+pub fn check_vault_addr(addr: &str, setting: &str) -> Result<url::Url, String> {
+    let shown = without_userinfo(addr);
+    if addr.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{setting} {shown:?} contains whitespace; give the address alone, e.g. http://127.0.0.1:8200"
+        ));
+    }
     let parsed = url::Url::parse(addr)
-        .map_err(|e| format!("VAULT_ADDR `{addr}` is not a valid URL: {e}"))?;
+        .map_err(|e| format!("{setting} `{shown}` is not a valid URL: {e}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "{setting} `{shown}` must not contain credentials (`user:password@`); \
+             the token comes from VAULT_TOKEN, --vault-token-file or AppRole"
+        ));
+    }
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(format!(
-            "VAULT_ADDR `{addr}` must be an http:// or https:// URL with a host"
+            "{setting} `{shown}` must be an http:// or https:// URL with a host"
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "{setting} `{shown}` must not have a query (`?`) or fragment (`#`); \
+             give scheme, host and port, e.g. http://127.0.0.1:8200"
         ));
     }
     Ok(parsed)
+}
+
+/// `addr` with anything between `scheme://` and the last `@` of the authority replaced
+/// by `***`, so an error can name the address without its credentials.
+fn without_userinfo(addr: &str) -> String {
+    let (scheme, rest) = match addr.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), addr),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => addr.to_string(),
+    }
 }
 
 /// One Vault API request made through the kept-alive client directly.
@@ -584,6 +625,41 @@ mod tests {
         assert!(error.contains("127.0.0.1:8200"), "{error}");
         assert!(validate_vault_addr("ftp://host").is_err());
         assert!(validate_vault_addr("not a url").is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_address_are_refused_without_being_echoed() {
+        for addr in [
+            "http://user:pw-s3cret@127.0.0.1:9",
+            "https://pw-s3cret@vault.example",
+            "http://user:pw-s3cret@[::1",
+        ] {
+            let error = check_vault_addr(addr, "--vault-addr").unwrap_err();
+            assert!(error.starts_with("--vault-addr"), "{error}");
+            assert!(!error.contains("pw-s3cret"), "{error}");
+        }
+        let error = validate_vault_addr("http://user:pw-s3cret@127.0.0.1:9").unwrap_err();
+        assert!(
+            error.contains("VAULT_ADDR") && error.contains("credentials"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_query_fragment_or_whitespace_in_the_address_is_refused() {
+        for addr in [
+            "http://127.0.0.1:8200?x=1",
+            "http://127.0.0.1:8200/?",
+            "http://127.0.0.1:8200#frag",
+            "http://127.0.0.1:8200 ",
+            " http://127.0.0.1:8200",
+            "http://127.0.0.1:\t8200",
+            "http://127.0.0.1:8200\n",
+        ] {
+            let error = validate_vault_addr(addr).unwrap_err();
+            assert!(error.starts_with("VAULT_ADDR"), "{addr:?}: {error}");
+        }
+        assert!(validate_vault_addr("http://127.0.0.1:8200/vault/").is_ok());
     }
 
     #[test]

@@ -66,6 +66,24 @@ pub fn gbo_fs(addr: &str, token: &str, workdir: &Path) -> Command {
     command
 }
 
+/// Runs `gbo-fs ARGS` (bounded to 30 s) against `addr` with `token` from `dir`: the exit
+/// code and what it wrote, stdout then stderr, as text.
+pub fn exit_and_output(
+    addr: &str,
+    token: &str,
+    dir: &Path,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let mut command = gbo_fs(addr, token, dir);
+    command.args(args);
+    let output = run_bounded(command, Duration::from_secs(30));
+    let all = [output.stdout, output.stderr].concat();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&all).into_owned(),
+    )
+}
+
 /// Runs a one-shot command with a time bound.
 pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
