@@ -10,7 +10,7 @@ use crate::cache::CachePolicy;
 use crate::cli::GlobalOptions;
 use crate::dotenv::{DotEnv, DotEnvError};
 use crate::token::{AppRoleLogin, DEFAULT_APPROLE_MOUNT};
-use crate::vault::http::{check_vault_addr, VaultConnection};
+use crate::vault::http::{check_ca_bundle, check_vault_addr, VaultConnection};
 use crate::vault::layout::{KvVersion, LayoutOverrides};
 
 /// Default `.env` location.
@@ -176,10 +176,17 @@ fn resolve_with(
         }
     };
 
-    let ca_cert = options
-        .vault_cacert
-        .clone()
-        .or_else(|| layers.get("VAULT_CACERT").map(|(v, _)| PathBuf::from(v)));
+    let ca_cert = match &options.vault_cacert {
+        Some(path) => Some((path.clone(), "--vault-cacert".to_string())),
+        None => layers.get("VAULT_CACERT").map(|(v, from_env)| {
+            let source = source_name(false, from_env, &dotenv);
+            (PathBuf::from(v), format!("VAULT_CACERT from {source}"))
+        }),
+    };
+    if let Some((path, setting)) = &ca_cert {
+        check_ca_bundle(path, setting).map_err(invalid)?;
+    }
+    let ca_cert = ca_cert.map(|(path, _)| path);
     let namespace = options
         .vault_namespace
         .clone()

@@ -167,6 +167,67 @@ fn a_query_fragment_or_whitespace_in_vault_addr_is_refused_up_front() {
     }
 }
 
+/// A self-signed CA certificate (no private key anywhere), for `--vault-cacert`.
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBiTCCAS+gAwIBAgIUSFSFhfuKcHBmu+Fu8e4QyFUWF9EwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZ2JvLWZzIHRlc3QgQ0EwIBcNMjYxMTI5MTQ0MDQ1WhgPMjEy
+NjExMDUxNDQwNDVaMBkxFzAVBgNVBAMMDmdiby1mcyB0ZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEQRGQQ6WqZodCc/9BQ5zTeB1cgJrZoQppA6vXjZKA
+pA3b+I1uaY44VlfOFOmbZCwLwYirYxGvZVX1YKQwNPfhuKNTMFEwHQYDVR0OBBYE
+FE5RLA7BPkTQnlhQSYgUa793Gz+EMB8GA1UdIwQYMBaAFE5RLA7BPkTQnlhQSYgU
+a793Gz+EMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhANrPULwl
+YfV0VU9JkpckSjJwp8dryByg/WSLDu9Pa6S9AiBQJHj8NIU3CMPseBRrHzJu1qpw
+v3c8+x5xOyIPUwEbhw==
+-----END CERTIFICATE-----
+";
+
+#[test]
+fn a_ca_bundle_that_is_missing_or_not_pem_is_refused_naming_the_setting_used() {
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir.path());
+    get.arg("--vault-cacert")
+        .arg(&missing)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("--vault-cacert `{}`", missing.display()))
+            && stderr.contains("No such file or directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("VAULT_CACERT"), "{stderr}");
+
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "just some text\n").unwrap();
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir.path());
+    get.env("VAULT_CACERT", &not_pem)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("VAULT_CACERT from environment")
+            && stderr.contains(&not_pem.display().to_string())
+            && stderr.contains("no PEM certificate"),
+        "{stderr}"
+    );
+
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, TEST_CA_PEM).unwrap();
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir.path());
+    get.env("VAULT_CACERT", &good)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.stdout, b"sk-cli-1",
+        "a PEM bundle is accepted: {stderr}"
+    );
+}
+
 #[test]
 fn the_token_never_appears_in_error_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 //! (`sys/internal/ui/mounts`, `sys/seal-status`) and KV v1, whose responses vary
 //! between servers, go through the same kept-alive client with a tolerant parser.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -141,6 +141,24 @@ fn without_userinfo(addr: &str) -> String {
     }
 }
 
+/// Checks that `path`, the value of `setting` (`--vault-cacert` or `VAULT_CACERT ...`), is a
+/// readable PEM bundle holding at least one certificate; the error names both and the OS error.
+pub fn check_ca_bundle(path: &Path, setting: &str) -> Result<(), String> {
+    let shown = path.display();
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("{setting} `{shown}` cannot be read: {e}"))?;
+    match reqwest::Certificate::from_pem_bundle(&bytes) {
+        Ok(certificates) if !certificates.is_empty() => Ok(()),
+        Ok(_) => Err(format!(
+            "{setting} `{shown}` holds no PEM certificate \
+             (expected `-----BEGIN CERTIFICATE-----` blocks)"
+        )),
+        Err(_) => Err(format!(
+            "{setting} `{shown}` is not a valid PEM certificate bundle"
+        )),
+    }
+}
+
 /// One Vault API request made through the kept-alive client directly.
 struct ApiRequest<'a> {
     method: &'a str,
@@ -209,7 +227,7 @@ impl VaultHttpStore {
         let client = VaultClient::new(settings).map_err(|e| match e {
             ClientError::FileReadError { path, .. }
             | ClientError::ParseCertificateError { path, .. } => {
-                format!("VAULT_CACERT `{path}` could not be read as a PEM certificate bundle")
+                format!("the CA bundle `{path}` could not be read as a PEM certificate bundle")
             }
             other => format!("cannot build the Vault client: {other}"),
         })?;
