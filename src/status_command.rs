@@ -26,17 +26,8 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
             }
             Err(e) => (true, true, None, Some(e.to_string())),
         };
-        let layout = if reachable && !sealed {
-            match store.layout().await {
-                Ok(l) => {
-                    json!({"mount": l.mount, "version": l.version.to_string(), "base": l.base})
-                }
-                Err(e) => json!({"error": e.to_string()}),
-            }
-        } else {
-            Value::Null
-        };
-        let token = if reachable && !sealed {
+        let usable = reachable && !sealed;
+        let token = if usable {
             // With AppRole there is no token until a login: the report shows
             // whether that login works (a refused login reads as an invalid token).
             if let Some(login) = settings.upkeep.approle.as_ref() {
@@ -45,6 +36,19 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
             token_report(&store).await
         } else {
             json!({"valid": Value::Null})
+        };
+        let layout = if !usable {
+            Value::Null
+        } else if token["valid"] == false {
+            // Detection with a refused token can only fail; say why instead.
+            json!({"error": format!("not looked up: {}", token["error"].as_str().unwrap_or(""))})
+        } else {
+            match store.layout().await {
+                Ok(l) => {
+                    json!({"mount": l.mount, "version": l.version.to_string(), "base": l.base})
+                }
+                Err(e) => json!({"error": e.to_string()}),
+            }
         };
         json!({
             "vault": {
@@ -93,10 +97,10 @@ async fn token_report(store: &crate::vault::http::VaultHttpStore) -> Value {
             })
         }
         Ok(None) => json!({"valid": true, "note": "this server has no auth/token/lookup-self"}),
-        Err(StoreError::PermissionDenied) => {
-            json!({"valid": false, "error": "Vault answered 403 to lookup-self"})
-        }
-        Err(e) => json!({"valid": Value::Null, "error": e.to_string()}),
+        Err(e) => match crate::token::token_refusal(&e) {
+            Some(refusal) => json!({"valid": false, "error": refusal}),
+            None => json!({"valid": Value::Null, "error": e.to_string()}),
+        },
     }
 }
 

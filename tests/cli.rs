@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{exit_and_output, gbo_fs, run_bounded, BIN};
+use common::{dir_with_old_env, exit_and_output, gbo_fs, run_bounded, silent_listener, BIN};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -226,6 +226,27 @@ fn a_ca_bundle_that_is_missing_or_not_pem_is_refused_naming_the_setting_used() {
         output.stdout, b"sk-cli-1",
         "a PEM bundle is accepted: {stderr}"
     );
+}
+
+#[test]
+fn a_vault_that_never_answers_fails_each_command_once_naming_the_address() {
+    let addr = silent_listener();
+    let dir = dir_with_old_env("old.env");
+    for args in [
+        &["ls", "gbo"][..],
+        &["get", "gbo/llm/x"],
+        &["policy"],
+        &["--env-file", "old.env", "migrate", "--dry-run"],
+        &["check", "old.env"],
+    ] {
+        let with_timeout = [&["--vault-timeout", "1"], args].concat();
+        let (code, text) = exit_and_output(&addr, "t", dir.path(), &with_timeout);
+        assert_eq!(code, Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("{addr}: Vault did not answer within 1s")),
+            "{args:?}: {text}"
+        );
+    }
 }
 
 #[test]

@@ -112,3 +112,25 @@ fn status_reports_a_healthy_rustyvault_and_a_sealed_one() {
     let sealed = status(false);
     assert_eq!(sealed["vault"]["sealed"], true);
 }
+
+#[test]
+fn an_empty_token_file_is_reported_as_an_invalid_token() {
+    let Some(vault) = rusty_vault() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "\n").unwrap();
+    let mut command = gbo_fs(&vault.addr(), "unused", dir.path());
+    command
+        .env_remove("VAULT_TOKEN")
+        .arg("--vault-token-file")
+        .arg(&token_file)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(command, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("VAULT_TOKEN is not valid: empty or malformed"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
