@@ -19,14 +19,16 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
     let (store, _) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
     let report = runtime.block_on(async {
         let seal = store.status().await;
+        // `sealed` is only what Vault said: unknown (null) when it could not be asked.
         let (reachable, sealed, version, vault_error) = match &seal {
-            Ok(s) => (true, s.sealed, s.version.clone(), None),
+            Ok(s) => (true, Some(s.sealed), s.version.clone(), None),
+            Err(e @ StoreError::Sealed) => (true, Some(true), None, Some(e.to_string())),
             Err(e @ StoreError::Unreachable(_)) | Err(e @ StoreError::Timeout(_)) => {
-                (false, true, None, Some(e.to_string()))
+                (false, None, None, Some(e.to_string()))
             }
-            Err(e) => (true, true, None, Some(e.to_string())),
+            Err(e) => (true, None, None, Some(e.to_string())),
         };
-        let usable = reachable && !sealed;
+        let usable = reachable && sealed == Some(false);
         let token = if usable {
             // With AppRole there is no token until a login: the report shows
             // whether that login works (a refused login reads as an invalid token).
@@ -117,7 +119,12 @@ fn print_human(report: &Value, mountpoint: &Path) {
     let vault = &report["vault"];
     println!("vault      {}", vault["address"].as_str().unwrap_or("?"));
     println!("reachable  {}", vault["reachable"]);
-    println!("sealed     {}", vault["sealed"]);
+    println!(
+        "sealed     {}",
+        vault["sealed"]
+            .as_bool()
+            .map_or("unknown".into(), |s| s.to_string())
+    );
     if let Some(version) = vault["version"].as_str() {
         println!("version    {version}");
     }

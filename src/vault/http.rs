@@ -569,13 +569,18 @@ impl SecretStore for VaultHttpStore {
             let body = self
                 .raw_request("GET", "sys/seal-status", MAX_LIST_BYTES)
                 .await?
-                .ok_or_else(|| StoreError::Malformed("sys/seal-status not found".into()))?;
+                .ok_or_else(|| {
+                    StoreError::Malformed("sys/seal-status not found (HTTP 404)".into())
+                })?;
+            let sealed = body.get("sealed").and_then(Value::as_bool).ok_or_else(|| {
+                StoreError::Malformed("answer to sys/seal-status has no boolean `sealed`".into())
+            })?;
             Ok(VaultStatus {
                 initialized: body
                     .get("initialized")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-                sealed: body.get("sealed").and_then(Value::as_bool).unwrap_or(true),
+                sealed,
                 version: body
                     .get("version")
                     .and_then(Value::as_str)
