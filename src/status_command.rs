@@ -13,7 +13,7 @@ use crate::settings::Settings;
 use crate::vault::{SecretStore, StoreError};
 
 /// Runs the checks and prints them; exit 0 only when Vault is reachable,
-/// unsealed and the token is valid.
+/// unsealed, the token is valid and the KV mount is found.
 pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<ExitCode, String> {
     let runtime = daemon::runtime().map_err(|e| e.to_string())?;
     let (store, _) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
@@ -45,12 +45,7 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
             // Detection with a refused token can only fail; say why instead.
             json!({"error": format!("not looked up: {}", token["error"].as_str().unwrap_or(""))})
         } else {
-            match store.layout().await {
-                Ok(l) => {
-                    json!({"mount": l.mount, "version": l.version.to_string(), "base": l.base})
-                }
-                Err(e) => json!({"error": e.to_string()}),
-            }
+            kv_report(&store, &settings.prefix).await
         };
         json!({
             "vault": {
@@ -68,7 +63,8 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
     report["daemon"] = daemon_report(mountpoint);
     let healthy = report["vault"]["reachable"] == true
         && report["vault"]["sealed"] == false
-        && report["token"]["valid"] == true;
+        && report["token"]["valid"] == true
+        && report["vault"]["kv"]["error"].is_null();
     report["healthy"] = json!(healthy);
     if as_json {
         println!("{report:#}");
@@ -80,6 +76,20 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The KV mount serving the namespace, or the error that stops reads. A mount named by
+/// `--kv-mount` with `--kv-version` is not looked up at detection, so one LIST of the
+/// namespace checks that Vault has it.
+async fn kv_report(store: &crate::vault::http::VaultHttpStore, prefix: &str) -> Value {
+    let layout = match store.layout().await {
+        Ok(layout) => layout,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    if let Err(e @ StoreError::NoSuchMount(_)) = store.list_folder(prefix).await {
+        return json!({"error": e.to_string()});
+    }
+    json!({"mount": layout.mount, "version": layout.version.to_string(), "base": layout.base})
 }
 
 /// lookup-self: TTL, renewable flag, policies. Never the token itself.

@@ -250,6 +250,55 @@ fn a_vault_that_never_answers_fails_each_command_once_naming_the_address() {
 }
 
 #[test]
+fn a_kv_mount_vault_does_not_have_is_an_error_naming_it_never_another_mount() {
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |flags: &[&str], args: &[&str]| {
+        let mut command = gbo_fs(&server.addr(), &server.token(), dir.path());
+        command.args(flags).args(args);
+        run_bounded(command, LIMIT)
+    };
+    for flags in [
+        &["--kv-mount", "nosuch"][..],
+        &["--kv-mount", "nosuch", "--kv-version", "2"],
+        &["--kv-mount", "nosuch", "--kv-version", "1"],
+    ] {
+        for args in [&["ls", "gbo"][..], &["get", "gbo/llm/openai_key"]] {
+            let output = run(flags, args);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{flags:?} {args:?}");
+            assert!(
+                stderr.contains("no KV mount `nosuch/`"),
+                "{flags:?} {args:?}: {stderr}"
+            );
+            assert!(output.stdout.is_empty(), "{flags:?} {args:?}");
+        }
+        let output = run(flags, &["status", "--json", "/nonexistent"]);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {report:#}");
+        assert_eq!(report["healthy"], false, "{flags:?}");
+        let kv = &report["vault"]["kv"];
+        assert!(
+            kv["error"].as_str().unwrap().contains("`nosuch/`"),
+            "{flags:?}: {kv}"
+        );
+        assert!(kv["mount"].is_null(), "never another mount: {kv}");
+    }
+    // The mount that exists, named the same ways, still reads; a missing secret in it is
+    // still "no such file".
+    for flags in [
+        &["--kv-mount", "secret"][..],
+        &["--kv-mount", "secret", "--kv-version", "2"],
+    ] {
+        let output = run(flags, &["get", "gbo/llm/openai_key"]);
+        assert_eq!(output.stdout, b"sk-cli-1", "{flags:?}");
+        let output = run(flags, &["get", "gbo/nothing/key"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("no such file"), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
 fn the_token_never_appears_in_error_output() {
     let dir = tempfile::tempdir().unwrap();
     let mut get = gbo_fs("http://127.0.0.1:1", "hvs.super-secret-token", dir.path());

@@ -17,7 +17,8 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
 use super::layout::{
-    mount_from_sys_mounts, mount_from_ui_mounts, KvLayout, KvVersion, LayoutOverrides,
+    mount_from_sys_mounts, mount_from_ui_mounts, named_mount_in_sys_mounts, KvLayout, KvVersion,
+    LayoutOverrides, NamedMount,
 };
 use super::{kv_answer, ListEntry, Secret, SecretStore, StoreError, VaultStatus};
 
@@ -298,53 +299,81 @@ impl VaultHttpStore {
     }
 
     async fn detect_layout(&self) -> Result<KvLayout, StoreError> {
-        let overrides = &self.overrides;
-        if let (Some(mount), Some(version)) = (&overrides.mount, overrides.version) {
-            return Ok(KvLayout::for_mount(&self.prefix, mount, version));
-        }
-        let mut probes = Vec::new();
-        match &overrides.mount {
-            Some(mount) => probes.push(mount.trim_matches('/').to_string()),
-            None => {
-                probes.push(self.prefix.clone());
-                probes.push(format!("secret/{}", self.prefix));
+        let layout = |mount: &str, version| KvLayout::for_mount(&self.prefix, mount, version);
+        match (&self.overrides.mount, self.overrides.version) {
+            (Some(mount), Some(version)) => Ok(layout(mount, version)),
+            (Some(mount), None) => {
+                let mount = mount.trim_matches('/');
+                Ok(layout(mount, self.named_mount_version(mount).await?))
+            }
+            (None, forced_version) => {
+                let (mount, version) = self.detect_mount().await?;
+                Ok(layout(&mount, forced_version.unwrap_or(version)))
             }
         }
-        for probe in &probes {
-            let api_path = format!("sys/internal/ui/mounts/{probe}");
-            match self.raw_request("GET", &api_path, MAX_LIST_BYTES).await {
-                Ok(Some(body)) => {
-                    if let Some((mount, version)) = mount_from_ui_mounts(&body) {
-                        let version = overrides.version.unwrap_or(version);
-                        return Ok(KvLayout::for_mount(&self.prefix, &mount, version));
-                    }
-                }
-                Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => {}
-                Err(transient) => return Err(transient),
+    }
+
+    /// The KV mount holding the namespace, found without flags: a mount named after the
+    /// prefix, else the `secret` mount.
+    async fn detect_mount(&self) -> Result<(String, KvVersion), StoreError> {
+        for probe in [self.prefix.clone(), format!("secret/{}", self.prefix)] {
+            if let Some(found) = self.ui_mount(&probe).await? {
+                return Ok(found);
             }
         }
-        match self.raw_request("GET", "sys/mounts", MAX_LIST_BYTES).await {
-            Ok(Some(body)) => {
-                let wanted = overrides.mount.as_deref().unwrap_or(&self.prefix);
-                if let Some((mount, version)) = mount_from_sys_mounts(&body, wanted) {
-                    let version = overrides.version.unwrap_or(version);
-                    return Ok(KvLayout::for_mount(&self.prefix, &mount, version));
-                }
+        if let Some(body) = self.sys_mounts().await? {
+            if let Some(found) = mount_from_sys_mounts(&body, &self.prefix) {
+                return Ok(found);
             }
-            Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => {}
-            Err(transient) => return Err(transient),
         }
-        match (&overrides.mount, overrides.version) {
-            (Some(mount), version) => Ok(KvLayout::for_mount(
-                &self.prefix,
-                mount,
-                version.unwrap_or(KvVersion::V2),
-            )),
-            (None, _) => Err(StoreError::Layout(format!(
-                "neither a KV mount `{0}/` nor a KV mount `secret/` holding `{0}/` was found \
-                 (sys/internal/ui/mounts and sys/mounts); pass --kv-mount and --kv-version",
-                self.prefix
+        Err(StoreError::Layout(format!(
+            "neither a KV mount `{0}/` nor a KV mount `secret/` holding `{0}/` was found \
+             (sys/internal/ui/mounts and sys/mounts); pass --kv-mount and --kv-version",
+            self.prefix
+        )))
+    }
+
+    /// The KV version of the mount named by `--kv-mount`, which is used as named, never
+    /// swapped for another: an error when Vault says it is missing or not KV. KV v2 when
+    /// Vault will not say (the token may read neither mount listing).
+    async fn named_mount_version(&self, mount: &str) -> Result<KvVersion, StoreError> {
+        if let Some((found, version)) = self.ui_mount(mount).await? {
+            if found == mount {
+                return Ok(version);
+            }
+            return Err(StoreError::Layout(format!(
+                "--kv-mount `{mount}` is not a mount but a path inside the KV mount `{found}/`"
+            )));
+        }
+        let Some(body) = self.sys_mounts().await? else {
+            return Ok(KvVersion::V2);
+        };
+        match named_mount_in_sys_mounts(&body, mount) {
+            NamedMount::Kv(version) => Ok(version),
+            NamedMount::NotKv(kind) => Err(StoreError::Layout(format!(
+                "--kv-mount `{mount}` is a `{kind}` mount, not a KV secrets engine"
             ))),
+            NamedMount::Missing => Err(StoreError::NoSuchMount(mount.to_string())),
+        }
+    }
+
+    /// `GET sys/internal/ui/mounts/<path>`: the KV mount holding `path`; `None` when Vault
+    /// does not tell (404, 403, another error status, not a KV mount).
+    async fn ui_mount(&self, path: &str) -> Result<Option<(String, KvVersion)>, StoreError> {
+        let api_path = format!("sys/internal/ui/mounts/{path}");
+        match self.raw_request("GET", &api_path, MAX_LIST_BYTES).await {
+            Ok(Some(body)) => Ok(mount_from_ui_mounts(&body)),
+            Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => Ok(None),
+            Err(transient) => Err(transient),
+        }
+    }
+
+    /// `GET sys/mounts`; `None` when the token may not read it (or it answers an error status).
+    async fn sys_mounts(&self) -> Result<Option<Value>, StoreError> {
+        match self.raw_request("GET", "sys/mounts", MAX_LIST_BYTES).await {
+            Ok(body) => Ok(body),
+            Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => Ok(None),
+            Err(transient) => Err(transient),
         }
     }
 
@@ -424,8 +453,23 @@ impl VaultHttpStore {
         }
         match status {
             200..=299 => Ok(Some(body)),
-            404 => Ok(None),
+            404 => self.not_found_unless_no_mount(api_path, mentions_no_route(&body)),
             other => Err(status_error(other, &body)),
+        }
+    }
+
+    /// A 404 is "not found" (`Ok(None)`), except Vault's "no handler for route" for a path
+    /// in the resolved KV mount: then the mount itself is missing.
+    fn not_found_unless_no_mount<T>(
+        &self,
+        api_path: &str,
+        no_route: bool,
+    ) -> Result<Option<T>, StoreError> {
+        match self.layout.get() {
+            Some(layout) if no_route && api_path.starts_with(&format!("{}/", layout.mount)) => {
+                Err(StoreError::NoSuchMount(layout.mount.clone()))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -522,7 +566,11 @@ impl VaultHttpStore {
                 let client = self.client.read().await;
                 match vaultrs::kv2::list(&*client, &layout.mount, &encode_path(folder)).await {
                     Ok(keys) => keys,
-                    Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
+                    Err(ClientError::APIError { code: 404, errors }) => {
+                        let no_route = errors.iter().any(|e| mentions_no_route(e.as_bytes()));
+                        let api_path = layout.list_api_path(path);
+                        return self.not_found_unless_no_mount(&api_path, no_route);
+                    }
                     // A soft-deleted version answers 404 with a body: still "not found".
                     Err(error) => return self.not_found_or(error),
                 }
@@ -606,6 +654,14 @@ fn status_error(status: u16, body: &[u8]) -> StoreError {
         503 if mentions_sealed => StoreError::Sealed,
         other => StoreError::Server(other),
     }
+}
+
+/// Whether an error body says nothing is mounted there: Vault's "no handler for route",
+/// RustyVault's "Router mount not found". A missing secret's body is empty or `{"errors":[]}`.
+fn mentions_no_route(body: &[u8]) -> bool {
+    [&b"no handler for route"[..], b"Router mount not found"]
+        .iter()
+        .any(|marker| body.windows(marker.len()).any(|w| w == *marker))
 }
 
 /// `data.keys` of a LIST answer.
