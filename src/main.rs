@@ -75,6 +75,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let runtime = daemon::runtime().map_err(|e| e.to_string())?;
             let (store, _) =
                 daemon::build_filesystem(&settings, None, None).map_err(|e| e.to_string())?;
+            // A refused token is reported as such, not as an undetectable KV mount.
+            let approle = settings.upkeep.approle.as_ref();
+            gbo_fs::token::authenticate_one_shot(&store, approle, &runtime)?;
             let layout = runtime
                 .block_on(store.layout())
                 .map_err(|e| vault_error_at(store.address(), &e))?;

@@ -931,6 +931,9 @@ pub fn run(
         settings.overrides.clone(),
     )?;
     let runtime = crate::daemon::runtime().map_err(|e| e.to_string())?;
+    // A refused token or a Vault that does not answer is reported as such, not as a KV
+    // mount that cannot be determined.
+    crate::token::authenticate_one_shot(&store, settings.upkeep.approle.as_ref(), &runtime)?;
     let mut stdout = std::io::stdout().lock();
     runtime
         .block_on(migrate(

@@ -10,7 +10,7 @@ use crate::cache::CachePolicy;
 use crate::cli::GlobalOptions;
 use crate::dotenv::{DotEnv, DotEnvError};
 use crate::token::{AppRoleLogin, DEFAULT_APPROLE_MOUNT};
-use crate::vault::http::{validate_vault_addr, VaultConnection};
+use crate::vault::http::{check_ca_bundle, check_vault_addr, VaultConnection};
 use crate::vault::layout::{KvVersion, LayoutOverrides};
 
 /// Default `.env` location.
@@ -149,7 +149,11 @@ fn resolve_with(
             ))
         })?,
     };
-    validate_vault_addr(&addr).map_err(invalid)?;
+    let addr_setting = match options.vault_addr {
+        Some(_) => "--vault-addr",
+        None => "VAULT_ADDR",
+    };
+    check_vault_addr(&addr, addr_setting).map_err(invalid)?;
 
     let approle = resolve_approle(options, &layers, &dotenv)?;
     let token = match &options.vault_token_file {
@@ -194,10 +198,17 @@ fn resolve_with(
         }
     };
 
-    let ca_cert = options
-        .vault_cacert
-        .clone()
-        .or_else(|| layers.get("VAULT_CACERT").map(|(v, _)| PathBuf::from(v)));
+    let ca_cert = match &options.vault_cacert {
+        Some(path) => Some((path.clone(), "--vault-cacert".to_string())),
+        None => layers.get("VAULT_CACERT").map(|(v, from_env)| {
+            let source = source_name(false, from_env, &dotenv);
+            (PathBuf::from(v), format!("VAULT_CACERT from {source}"))
+        }),
+    };
+    if let Some((path, setting)) = &ca_cert {
+        check_ca_bundle(path, setting).map_err(invalid)?;
+    }
+    let ca_cert = ca_cert.map(|(path, _)| path);
     let namespace = options
         .vault_namespace
         .clone()

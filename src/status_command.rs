@@ -15,30 +15,23 @@ use crate::settings::Settings;
 use crate::vault::{SecretStore, StoreError};
 
 /// Runs the checks and prints them; exit 0 only when Vault is reachable,
-/// unsealed and the token is valid.
+/// unsealed, the token is valid and the KV mount is found.
 pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<ExitCode, String> {
     let runtime = daemon::runtime().map_err(|e| e.to_string())?;
     let (store, _) = daemon::build_filesystem(settings, None, None).map_err(|e| e.to_string())?;
     let report = runtime.block_on(async {
         let seal = store.status().await;
+        // `sealed` is only what Vault said: unknown (null) when it could not be asked.
         let (reachable, sealed, version, vault_error) = match &seal {
-            Ok(s) => (true, s.sealed, s.version.clone(), None),
+            Ok(s) => (true, Some(s.sealed), s.version.clone(), None),
+            Err(e @ StoreError::Sealed) => (true, Some(true), None, Some(e.to_string())),
             Err(e @ StoreError::Unreachable(_)) | Err(e @ StoreError::Timeout(_)) => {
-                (false, true, None, Some(e.to_string()))
+                (false, None, None, Some(e.to_string()))
             }
-            Err(e) => (true, true, None, Some(e.to_string())),
+            Err(e) => (true, None, None, Some(e.to_string())),
         };
-        let layout = if reachable && !sealed {
-            match store.layout().await {
-                Ok(l) => {
-                    json!({"mount": l.mount, "version": l.version.to_string(), "base": l.base})
-                }
-                Err(e) => json!({"error": e.to_string()}),
-            }
-        } else {
-            Value::Null
-        };
-        let token = if reachable && !sealed {
+        let usable = reachable && sealed == Some(false);
+        let token = if usable {
             // With AppRole there is no token until a login: the report shows
             // whether that login works (a refused login reads as an invalid token).
             if let Some(login) = settings.upkeep.approle.as_ref() {
@@ -47,6 +40,14 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
             token_report(&store).await
         } else {
             json!({"valid": Value::Null})
+        };
+        let layout = if !usable {
+            Value::Null
+        } else if token["valid"] == false {
+            // Detection with a refused token can only fail; say why instead.
+            json!({"error": format!("not looked up: {}", token["error"].as_str().unwrap_or(""))})
+        } else {
+            kv_report(&store, &settings.prefix).await
         };
         json!({
             "vault": {
@@ -64,7 +65,8 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
     report["daemon"] = daemon_report(mountpoint);
     let healthy = report["vault"]["reachable"] == true
         && report["vault"]["sealed"] == false
-        && report["token"]["valid"] == true;
+        && report["token"]["valid"] == true
+        && report["vault"]["kv"]["error"].is_null();
     report["healthy"] = json!(healthy);
     to_stdout(|out| {
         if as_json {
@@ -78,6 +80,20 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The KV mount serving the namespace, or the error that stops reads. A mount named by
+/// `--kv-mount` with `--kv-version` is not looked up at detection, so one LIST of the
+/// namespace checks that Vault has it.
+async fn kv_report(store: &crate::vault::http::VaultHttpStore, prefix: &str) -> Value {
+    let layout = match store.layout().await {
+        Ok(layout) => layout,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    if let Err(e @ StoreError::NoSuchMount(_)) = store.list_folder(prefix).await {
+        return json!({"error": e.to_string()});
+    }
+    json!({"mount": layout.mount, "version": layout.version.to_string(), "base": layout.base})
 }
 
 /// lookup-self: TTL, renewable flag, policies. Never the token itself.
@@ -97,10 +113,10 @@ async fn token_report(store: &crate::vault::http::VaultHttpStore) -> Value {
             })
         }
         Ok(None) => json!({"valid": true, "note": "this server has no auth/token/lookup-self"}),
-        Err(StoreError::PermissionDenied) => {
-            json!({"valid": false, "error": "Vault answered 403 to lookup-self"})
-        }
-        Err(e) => json!({"valid": Value::Null, "error": e.to_string()}),
+        Err(e) => match crate::token::token_refusal(&e) {
+            Some(refusal) => json!({"valid": false, "error": refusal}),
+            None => json!({"valid": Value::Null, "error": e.to_string()}),
+        },
     }
 }
 
@@ -118,7 +134,10 @@ fn write_human(report: &Value, mountpoint: &Path, out: &mut dyn Write) -> std::i
     let address = vault["address"].as_str().unwrap_or("?");
     writeln!(out, "vault      {address}")?;
     writeln!(out, "reachable  {}", vault["reachable"])?;
-    writeln!(out, "sealed     {}", vault["sealed"])?;
+    let sealed = vault["sealed"]
+        .as_bool()
+        .map_or("unknown".into(), |sealed| sealed.to_string());
+    writeln!(out, "sealed     {sealed}")?;
     if let Some(version) = vault["version"].as_str() {
         writeln!(out, "version    {version}")?;
     }

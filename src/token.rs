@@ -21,6 +21,20 @@ pub const DEFAULT_APPROLE_MOUNT: &str = "approle";
 pub const INVALID_TOKEN_MESSAGE: &str =
     "VAULT_TOKEN is not valid (Vault answered 403 to lookup-self)";
 
+/// The start-up error for a token Vault cannot even parse, e.g. an empty one.
+pub const MALFORMED_TOKEN_MESSAGE: &str =
+    "VAULT_TOKEN is not valid: empty or malformed (Vault answered 400 to lookup-self)";
+
+/// The user's message when lookup-self refused the token: 403 (unknown, expired, revoked)
+/// or 400 (empty, malformed). `None` for every other failure.
+pub fn token_refusal(error: &StoreError) -> Option<&'static str> {
+    match error {
+        StoreError::PermissionDenied => Some(INVALID_TOKEN_MESSAGE),
+        StoreError::Server(400) => Some(MALFORMED_TOKEN_MESSAGE),
+        _ => None,
+    }
+}
+
 /// AppRole credentials (`VAULT_ROLE_ID` + `VAULT_SECRET_ID`). `Debug` shows only the mount.
 #[derive(Clone)]
 pub struct AppRoleLogin {
@@ -174,8 +188,8 @@ pub fn vault_unavailable(error: &StoreError) -> bool {
     )
 }
 
-/// The start-up token step of `mount`, `get` and `ls`: logs in with AppRole when configured,
-/// else checks the token with lookup-self.
+/// The start-up token step of `mount` and the one-shot commands: logs in with AppRole when
+/// configured, else checks the token with lookup-self.
 ///
 /// `Ok(Some(lease))`: the token is good (or Vault cannot tell: [`UNKNOWN_LEASE`]).
 /// `Ok(None)`: Vault is down, sealed or slow; check later. `Err`: a clear message for the user, e.g.
@@ -184,40 +198,82 @@ pub async fn authenticate_at_start(
     store: &VaultHttpStore,
     approle: Option<&AppRoleLogin>,
 ) -> Result<Option<TokenLease>, String> {
-    if let Some(login) = approle {
-        return match approle_login(store, login).await {
-            Ok(lease) => Ok(Some(lease)),
-            Err(error) if vault_unavailable(&error) => {
-                tracing::debug!(%error, "AppRole login postponed until Vault answers");
-                Ok(None)
-            }
-            Err(error) => Err(approle_refusal(login, &error)),
-        };
-    }
-    match lookup_self(store).await {
-        Ok(Some(lease)) => Ok(Some(lease)),
-        Ok(None) => Ok(Some(UNKNOWN_LEASE)),
-        Err(StoreError::PermissionDenied) => Err(INVALID_TOKEN_MESSAGE.to_string()),
-        Err(error) if vault_unavailable(&error) => {
+    match authenticate_or_unavailable(store, approle).await? {
+        Ok(lease) => Ok(Some(lease)),
+        Err(error) => {
             tracing::debug!(%error, "token check postponed until Vault answers");
             Ok(None)
-        }
-        Err(error) => {
-            tracing::debug!(%error, "lookup-self gave no answer; the token is not checked");
-            Ok(Some(UNKNOWN_LEASE))
         }
     }
 }
 
-/// [`authenticate_at_start`] for the one-shot commands (`get`, `ls`), on their runtime.
+/// [`authenticate_at_start`] with the reason when Vault is down, sealed or slow (inner `Err`).
+async fn authenticate_or_unavailable(
+    store: &VaultHttpStore,
+    approle: Option<&AppRoleLogin>,
+) -> Result<Result<TokenLease, StoreError>, String> {
+    if let Some(login) = approle {
+        return match approle_login(store, login).await {
+            Ok(lease) => Ok(Ok(lease)),
+            Err(error) if vault_unavailable(&error) => Ok(Err(error)),
+            Err(error) => Err(approle_refusal(login, &error)),
+        };
+    }
+    match check_token(store).await {
+        TokenCheck::Usable(lease) => Ok(Ok(lease)),
+        TokenCheck::Refused(message) => Err(message.to_string()),
+        TokenCheck::Unavailable(error) => Ok(Err(error)),
+    }
+}
+
+/// What lookup-self says about the current token.
+#[derive(Debug)]
+pub enum TokenCheck {
+    /// Valid, or the server cannot tell (no lookup-self, an odd answer: [`UNKNOWN_LEASE`]).
+    Usable(TokenLease),
+    /// Refused (403 or 400): the message for the user.
+    Refused(&'static str),
+    /// Vault is down, sealed or slow: check again later.
+    Unavailable(StoreError),
+}
+
+/// Checks the current token with lookup-self.
+pub async fn check_token(store: &VaultHttpStore) -> TokenCheck {
+    match lookup_self(store).await {
+        Ok(Some(lease)) => TokenCheck::Usable(lease),
+        Ok(None) => TokenCheck::Usable(UNKNOWN_LEASE),
+        Err(error) if vault_unavailable(&error) => TokenCheck::Unavailable(error),
+        Err(error) => match token_refusal(&error) {
+            Some(message) => TokenCheck::Refused(message),
+            None => {
+                tracing::debug!(%error, "lookup-self gave no answer; the token is not checked");
+                TokenCheck::Usable(UNKNOWN_LEASE)
+            }
+        },
+    }
+}
+
+/// The token step of the one-shot commands (`get`, `ls`, `render`, `check`, `policy`,
+/// `migrate`), inside their runtime. A refused token is an error; so is a Vault that let the
+/// check time out, since the command itself would wait as long again: the error names the
+/// address. Down or sealed is left to the command, which reports it at once.
+pub async fn authenticate_command(
+    store: &VaultHttpStore,
+    approle: Option<&AppRoleLogin>,
+) -> Result<(), String> {
+    match authenticate_or_unavailable(store, approle).await? {
+        Err(error @ StoreError::Timeout(_)) => Err(format!("{}: {error}", store.address())),
+        _ => Ok(()),
+    }
+}
+
+/// [`authenticate_command`] on a one-shot command's runtime.
 pub fn authenticate_one_shot(
     store: &VaultHttpStore,
     approle: Option<&AppRoleLogin>,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(), String> {
-    runtime
-        .block_on(authenticate_at_start(store, approle))
-        .map(|_| ())
+    runtime.block_on(authenticate_command(store, approle))
 }
 
 /// The message for a refused AppRole login (wrong role_id/secret_id, missing auth method).

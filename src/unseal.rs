@@ -1,6 +1,7 @@
 //! Owns unsealing: reads unseal keys from a keys file (`VAULT_UNSEAL_KEY_<n>=` lines or
 //! botserver's `init.json`), refuses files that group or others may access, and submits keys
-//! to `sys/unseal` one at a time until Vault reports `sealed: false`.
+//! to `sys/unseal` one at a time until Vault reports `sealed: false` (first resetting progress
+//! an earlier attempt left behind).
 //!
 //! Keys are held in [`Zeroizing`] buffers and never appear in a log line, an error or a
 //! progress report: errors name the file, the line and the key's position, never its text.
@@ -327,12 +328,36 @@ pub async fn unseal_vault(
     keys_path: &Path,
     mut on_progress: impl FnMut(&SealStatus),
 ) -> Result<UnsealOutcome, UnsealError> {
-    let addr = store.address().to_string();
-    let shown_path = keys_path.display().to_string();
-    let mut status = seal_status(store).await?;
+    let status = seal_status(store).await?;
     if !status.sealed {
         return Ok(UnsealOutcome::AlreadyUnsealed);
     }
+    if status.progress == 0 {
+        return submit_keys(store, keys, keys_path, &mut on_progress).await;
+    }
+    // Keys submitted earlier (a wrong one, an attempt given up) would be combined with ours
+    // and make Vault reject them. Vault forgets them on `reset`; a server without it
+    // (RustyVault 0.2.1) forgets them when the combination fails, so one more pass then
+    // starts clean. A keys file that is really wrong fails the second pass too.
+    reset_unseal_progress(store).await;
+    match submit_keys(store, keys, keys_path, &mut on_progress).await {
+        Err(UnsealError::Rejected { .. }) => {
+            submit_keys(store, keys, keys_path, &mut on_progress).await
+        }
+        outcome => outcome,
+    }
+}
+
+/// Submits `keys` one at a time until Vault answers `sealed: false`.
+async fn submit_keys(
+    store: &VaultHttpStore,
+    keys: &UnsealKeys,
+    keys_path: &Path,
+    on_progress: &mut impl FnMut(&SealStatus),
+) -> Result<UnsealOutcome, UnsealError> {
+    let addr = store.address().to_string();
+    let shown_path = keys_path.display().to_string();
+    let mut progress = 0;
     for (index, key) in keys.expose().enumerate() {
         let position = index + 1;
         let mut body = json!({ "key": key });
@@ -372,24 +397,39 @@ pub async fn unseal_vault(
             }
             Err(error) => return Err(UnsealError::Vault { addr, error }),
         };
-        status = SealStatus::from_answer(&answer).ok_or_else(|| UnsealError::Malformed {
+        let answered = SealStatus::from_answer(&answer).ok_or_else(|| UnsealError::Malformed {
             addr: addr.clone(),
             api_path: "sys/unseal".into(),
             reason: "no boolean `sealed`".into(),
         })?;
-        on_progress(&status);
-        if !status.sealed {
+        on_progress(&answered);
+        if !answered.sealed {
             return Ok(UnsealOutcome::Unsealed {
                 keys_submitted: position,
             });
         }
+        progress = answered.progress;
     }
     Err(UnsealError::KeysRanOut {
         addr,
         path: shown_path,
         submitted: keys.len(),
-        progress: status.progress,
+        progress,
     })
+}
+
+/// `PUT sys/unseal {"reset": true}`: forgets keys submitted earlier (a wrong key, an attempt
+/// given up), which Vault would otherwise combine with ours and reject. A server that refuses
+/// the reset is unsealed as it is: the error is only logged.
+async fn reset_unseal_progress(store: &VaultHttpStore) {
+    let reset = json!({ "reset": true });
+    match store
+        .request_json_without_token("PUT", "sys/unseal", Some(&reset))
+        .await
+    {
+        Ok(_) => tracing::debug!("unseal progress left by an earlier attempt was reset"),
+        Err(error) => tracing::debug!(%error, "unseal progress could not be reset"),
+    }
 }
 
 /// `gbo-fs unseal [--keys-file F]`: unseals once, reporting progress on stderr (never a

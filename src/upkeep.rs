@@ -349,22 +349,16 @@ impl Upkeep {
             }
             return;
         }
-        match token::lookup_self(&self.store).await {
-            Ok(Some(lease)) => self.token = TokenStatus::Known(TokenState::new(lease)),
-            Ok(None) => self.token = TokenStatus::Known(TokenState::new(token::UNKNOWN_LEASE)),
-            Err(StoreError::PermissionDenied) => {
-                tracing::error!(
-                    "{}; reads fail until gbo-fs gets a new token",
-                    token::INVALID_TOKEN_MESSAGE
-                );
+        match token::check_token(&self.store).await {
+            token::TokenCheck::Usable(lease) => {
+                self.token = TokenStatus::Known(TokenState::new(lease))
+            }
+            token::TokenCheck::Refused(refusal) => {
+                tracing::error!("{refusal}; reads fail until gbo-fs gets a new token");
                 self.token = TokenStatus::Invalid;
             }
-            Err(error) if token::vault_unavailable(&error) => {
+            token::TokenCheck::Unavailable(error) => {
                 tracing::debug!(%error, "token check postponed");
-            }
-            Err(error) => {
-                tracing::debug!(%error, "lookup-self gave no answer; the token is not checked");
-                self.token = TokenStatus::Known(TokenState::new(token::UNKNOWN_LEASE));
             }
         }
     }

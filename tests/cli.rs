@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{gbo_fs, run_bounded, run_with_closed_stdout, written, BIN};
+use common::{
+    dir_with_old_env, exit_and_output, gbo_fs, run_bounded, run_with_closed_stdout,
+    silent_listener, written, BIN,
+};
 use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -244,6 +247,185 @@ fn a_bad_vault_addr_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("VAULT_ADDR `localhost:8200`"), "{stderr}");
+}
+
+#[test]
+fn credentials_in_vault_addr_are_refused_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_password = "http://user:pw-s3cret@127.0.0.1:9";
+    let get = ["-vv", "get", "gbo/llm/openai_key"];
+    let (code, text) = exit_and_output(with_password, "t", dir.path(), &get);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("VAULT_ADDR") && text.contains("must not contain credentials"),
+        "{text}"
+    );
+    assert!(!text.contains("pw-s3cret"), "{text}");
+
+    let mut flagged = std::process::Command::new(BIN);
+    flagged
+        .current_dir(dir.path())
+        .env("VAULT_TOKEN", "t")
+        .args(["--vault-addr", "https://pw-s3cret@vault.example", "ls"]);
+    let output = run_bounded(flagged, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--vault-addr"), "{stderr}");
+    assert!(!stderr.contains("pw-s3cret"), "{stderr}");
+}
+
+#[test]
+fn a_query_fragment_or_whitespace_in_vault_addr_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    for addr in [
+        "http://127.0.0.1:9?x=1",
+        "http://127.0.0.1:9#frag",
+        "http://127.0.0.1:9 ",
+    ] {
+        let mut status = gbo_fs(addr, "t", dir.path());
+        status.arg("status").arg(dir.path());
+        let output = run_bounded(status, LIMIT);
+        assert!(!output.status.success(), "{addr:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with("gbo-fs: VAULT_ADDR"),
+            "{addr:?}: {stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{addr:?}: no report is printed");
+    }
+}
+
+/// A self-signed CA certificate (no private key anywhere), for `--vault-cacert`.
+const TEST_CA_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBiTCCAS+gAwIBAgIUSFSFhfuKcHBmu+Fu8e4QyFUWF9EwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOZ2JvLWZzIHRlc3QgQ0EwIBcNMjYxMTI5MTQ0MDQ1WhgPMjEy
+NjExMDUxNDQwNDVaMBkxFzAVBgNVBAMMDmdiby1mcyB0ZXN0IENBMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEQRGQQ6WqZodCc/9BQ5zTeB1cgJrZoQppA6vXjZKA
+pA3b+I1uaY44VlfOFOmbZCwLwYirYxGvZVX1YKQwNPfhuKNTMFEwHQYDVR0OBBYE
+FE5RLA7BPkTQnlhQSYgUa793Gz+EMB8GA1UdIwQYMBaAFE5RLA7BPkTQnlhQSYgU
+a793Gz+EMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhANrPULwl
+YfV0VU9JkpckSjJwp8dryByg/WSLDu9Pa6S9AiBQJHj8NIU3CMPseBRrHzJu1qpw
+v3c8+x5xOyIPUwEbhw==
+-----END CERTIFICATE-----
+";
+
+#[test]
+fn a_ca_bundle_that_is_missing_or_not_pem_is_refused_naming_the_setting_used() {
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-ca.pem");
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir.path());
+    get.arg("--vault-cacert")
+        .arg(&missing)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("--vault-cacert `{}`", missing.display()))
+            && stderr.contains("No such file or directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("VAULT_CACERT"), "{stderr}");
+
+    let not_pem = dir.path().join("not-a-cert.pem");
+    std::fs::write(&not_pem, "just some text\n").unwrap();
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir.path());
+    get.env("VAULT_CACERT", &not_pem)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("VAULT_CACERT from environment")
+            && stderr.contains(&not_pem.display().to_string())
+            && stderr.contains("no PEM certificate"),
+        "{stderr}"
+    );
+
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, TEST_CA_PEM).unwrap();
+    let mut get = gbo_fs(&server.addr(), &server.token(), dir.path());
+    get.env("VAULT_CACERT", &good)
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.stdout, b"sk-cli-1",
+        "a PEM bundle is accepted: {stderr}"
+    );
+}
+
+#[test]
+fn a_vault_that_never_answers_fails_each_command_once_naming_the_address() {
+    let addr = silent_listener();
+    let dir = dir_with_old_env("old.env");
+    // A source with a reference: one without needs no Vault at all.
+    let source = written(dir.path(), "config.csv", "key,vault:gbo/llm/x\n");
+    for args in [
+        &["ls", "gbo"][..],
+        &["get", "gbo/llm/x"],
+        &["policy"],
+        &["--env-file", "old.env", "migrate", "--dry-run"],
+        &["check", source.as_str()],
+    ] {
+        let with_timeout = [&["--vault-timeout", "1"], args].concat();
+        let (code, text) = exit_and_output(&addr, "t", dir.path(), &with_timeout);
+        assert_eq!(code, Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("{addr}: Vault did not answer within 1s")),
+            "{args:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_kv_mount_vault_does_not_have_is_an_error_naming_it_never_another_mount() {
+    let server = seeded();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |flags: &[&str], args: &[&str]| {
+        let mut command = gbo_fs(&server.addr(), &server.token(), dir.path());
+        command.args(flags).args(args);
+        run_bounded(command, LIMIT)
+    };
+    for flags in [
+        &["--kv-mount", "nosuch"][..],
+        &["--kv-mount", "nosuch", "--kv-version", "2"],
+        &["--kv-mount", "nosuch", "--kv-version", "1"],
+    ] {
+        for args in [&["ls", "gbo"][..], &["get", "gbo/llm/openai_key"]] {
+            let output = run(flags, args);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{flags:?} {args:?}");
+            assert!(
+                stderr.contains("no KV mount `nosuch/`"),
+                "{flags:?} {args:?}: {stderr}"
+            );
+            assert!(output.stdout.is_empty(), "{flags:?} {args:?}");
+        }
+        let output = run(flags, &["status", "--json", "/nonexistent"]);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {report:#}");
+        assert_eq!(report["healthy"], false, "{flags:?}");
+        let kv = &report["vault"]["kv"];
+        assert!(
+            kv["error"].as_str().unwrap().contains("`nosuch/`"),
+            "{flags:?}: {kv}"
+        );
+        assert!(kv["mount"].is_null(), "never another mount: {kv}");
+    }
+    // The mount that exists, named the same ways, still reads; a missing secret in it is
+    // still "no such file".
+    for flags in [
+        &["--kv-mount", "secret"][..],
+        &["--kv-mount", "secret", "--kv-version", "2"],
+    ] {
+        let output = run(flags, &["get", "gbo/llm/openai_key"]);
+        assert_eq!(output.stdout, b"sk-cli-1", "{flags:?}");
+        let output = run(flags, &["get", "gbo/nothing/key"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("no such file"), "{flags:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fuse_available, gbo_fs, run_bounded, Mount};
-use gbo_fs::testing::vault_server::{TestVaultConfig, TestVaultServer};
+use common::{fuse_available, gbo_fs, run_bounded, silent_listener, Mount};
+use gbo_fs::testing::vault_server::{Fault, TestVaultConfig, TestVaultServer};
 use serde_json::Value;
 
 fn status_json(addr: &str, token: &str, mountpoint: &std::path::Path) -> (Option<i32>, Value) {
@@ -69,6 +69,39 @@ fn sealed_down_and_invalid_token_each_exit_non_zero() {
     assert_eq!(code, Some(1));
     assert_eq!(report["vault"]["reachable"], false);
     assert_eq!(report["healthy"], false);
+}
+
+#[test]
+fn sealed_is_unknown_when_vault_cannot_be_asked() {
+    let nowhere = tempfile::tempdir().unwrap();
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    let addr = server.addr();
+    server.stop();
+    let silent = silent_listener();
+    let not_vault = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    not_vault.set_path_fault("sys/seal-status", Fault::Status(404));
+    for (case, addr, reachable) in [
+        ("down", addr.as_str(), false),
+        ("no answer", silent.as_str(), false),
+        ("404 to seal-status", &not_vault.addr(), true),
+    ] {
+        let (code, report) = status_json(addr, "t", nowhere.path());
+        assert_eq!(code, Some(1), "{case}: {report:#}");
+        assert_eq!(report["vault"]["reachable"], reachable, "{case}");
+        assert!(report["vault"]["sealed"].is_null(), "{case}: {report:#}");
+        assert!(report["vault"]["error"].is_string(), "{case}: {report:#}");
+        assert_eq!(report["healthy"], false, "{case}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut human = gbo_fs(addr, "t", dir.path());
+        human
+            .args(["--vault-timeout", "1", "status"])
+            .arg(nowhere.path());
+        let output = run_bounded(human, Duration::from_secs(30));
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{case}");
+        assert!(text.contains("sealed     unknown"), "{case}: {text}");
+    }
 }
 
 #[test]

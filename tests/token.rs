@@ -6,7 +6,9 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fuse_available, gbo_fs, run_bounded, wait_until, Mount};
+use common::{
+    dir_with_old_env, exit_and_output, fuse_available, gbo_fs, run_bounded, wait_until, Mount,
+};
 use gbo_fs::testing::vault_server::{TestAppRole, TestVaultConfig, TestVaultServer};
 use gbo_fs::token::AppRoleLogin;
 use gbo_fs::upkeep::UpkeepSettings;
@@ -175,6 +177,46 @@ fn get_with_an_invalid_token_fails_with_a_clear_message() {
     );
     assert!(!stderr.contains("s.invalid-token-value"), "{stderr}");
     assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn status_policy_and_migrate_report_an_invalid_token_not_an_undetectable_mount() {
+    let server = server_with(TestVaultConfig::default());
+    let dir = dir_with_old_env(".env");
+    for args in [
+        &["status", "/nonexistent"][..],
+        &["policy"],
+        &["migrate", "--dry-run"],
+        &["ls", "gbo"],
+    ] {
+        let (code, text) =
+            exit_and_output(&server.addr(), "s.invalid-token-value", dir.path(), args);
+        assert_eq!(code, Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains("VAULT_TOKEN is not valid (Vault answered 403 to lookup-self)"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("cannot determine"), "{args:?}: {text}");
+        assert!(!text.contains("s.invalid-token-value"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn a_token_that_lookup_self_answers_400_to_is_reported_invalid() {
+    use gbo_fs::testing::vault_server::Fault;
+    let server = server_with(TestVaultConfig::default());
+    server.set_path_fault("auth/token/lookup-self", Fault::Status(400));
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| exit_and_output(&server.addr(), "s.malformed", dir.path(), args);
+    let (code, text) = run(&["get", "gbo/llm/openai_key"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("VAULT_TOKEN is not valid: empty or malformed"),
+        "{text}"
+    );
+    let (code, text) = run(&["status", "--json", "/nonexistent"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("\"valid\": false"), "{text}");
 }
 
 #[test]

@@ -62,20 +62,23 @@ fn assert_no_secret_in(text: &str, vault: &RustyVault) {
     );
 }
 
-#[test]
-fn unseal_command_unseals_a_restarted_rustyvault_from_a_keys_file() {
-    let Some(mut vault) = rusty_vault_or_skip() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let keys_file = write_private(
-        dir.path(),
-        "unseal.env",
-        &key_lines(&vault.unseal_keys()),
-        0o600,
-    );
+/// A RustyVault restarted (so sealed) and a private keys file in `dir` with all its keys;
+/// `None` when rvault is not installed.
+fn sealed_rusty_vault_and_keys_file(dir: &Path) -> Option<(RustyVault, PathBuf)> {
+    let mut vault = rusty_vault_or_skip()?;
+    let keys = key_lines(&vault.unseal_keys());
+    let keys_file = write_private(dir, "unseal.env", &keys, 0o600);
     vault.restart().unwrap();
     assert_eq!(vault.is_sealed(), Some(true));
+    Some((vault, keys_file))
+}
+
+#[test]
+fn unseal_command_unseals_a_restarted_rustyvault_from_a_keys_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((vault, keys_file)) = sealed_rusty_vault_and_keys_file(dir.path()) else {
+        return;
+    };
 
     let (output, text) = run_unseal(&vault.addr(), &vault.root_token(), &keys_file);
     assert!(output.status.success(), "{text}");
@@ -109,6 +112,28 @@ fn unseal_command_reads_botservers_init_json_preferring_hex_keys() {
     let (output, text) = run_unseal(&vault.addr(), &vault.root_token(), &keys_file);
     assert!(output.status.success(), "{text}");
     assert_eq!(vault.is_sealed(), Some(false));
+    assert_no_secret_in(&text, &vault);
+}
+
+#[test]
+fn progress_left_by_an_earlier_wrong_key_does_not_fail_a_full_keys_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((vault, keys_file)) = sealed_rusty_vault_and_keys_file(dir.path()) else {
+        return;
+    };
+    let wrong_key = json!({ "key": "ab".repeat(33) });
+    let reply = vault
+        .request("PUT", "sys/unseal", Some(&wrong_key), false)
+        .unwrap();
+    assert_eq!(
+        reply.status, 200,
+        "an operator's wrong key is taken as progress"
+    );
+
+    let (output, text) = run_unseal(&vault.addr(), &vault.root_token(), &keys_file);
+    assert!(output.status.success(), "{text}");
+    assert_eq!(vault.is_sealed(), Some(false));
+    assert!(text.contains("is unsealed"), "{text}");
     assert_no_secret_in(&text, &vault);
 }
 

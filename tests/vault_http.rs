@@ -125,6 +125,72 @@ async fn flags_decide_when_detection_is_impossible_and_override_it_otherwise() {
 }
 
 #[tokio::test]
+async fn a_named_kv_mount_is_used_as_named_and_a_missing_one_is_an_error() {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-named")]);
+    let named = |mount: &str, version: Option<KvVersion>| {
+        let overrides = LayoutOverrides {
+            mount: Some(mount.into()),
+            version,
+        };
+        store(&server, overrides)
+    };
+    let no_such_mount = StoreError::NoSuchMount("nosuch".into());
+    // sys/mounts is readable: the missing mount is found out at detection, never swapped
+    // for `secret`.
+    let detected = named("nosuch", None);
+    assert_eq!(detected.layout().await.unwrap_err(), no_such_mount);
+    assert_eq!(
+        detected.list_folder("gbo").await.unwrap_err(),
+        no_such_mount
+    );
+    // With the version too there is no detection: Vault's "no handler for route" tells.
+    for version in [KvVersion::V1, KvVersion::V2] {
+        let flagged = named("nosuch", Some(version));
+        assert_eq!(
+            flagged.read_secret("gbo/llm").await.unwrap_err(),
+            no_such_mount
+        );
+        assert_eq!(flagged.list_folder("gbo").await.unwrap_err(), no_such_mount);
+    }
+    let inside = named("secret/gbo", None).layout().await.unwrap_err();
+    assert!(
+        matches!(inside, StoreError::Layout(ref m) if m.contains("inside the KV mount `secret/`")),
+        "{inside}"
+    );
+    // The real mount, named either way, reads; missing secrets in it stay "not found".
+    for version in [None, Some(KvVersion::V2)] {
+        let real = named("secret", version);
+        assert_eq!(value(&real, "gbo/llm", "openai_key").await, b"sk-named");
+        assert!(real.read_secret("gbo/nothing").await.unwrap().is_none());
+        assert!(real.list_folder("gbo/nothing").await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_named_kv_mount_vault_will_not_describe_is_checked_by_its_answers() {
+    let mut config = TestVaultConfig::kv2_secret_mount();
+    config.ui_mounts_endpoint = false;
+    config.sys_mounts_endpoint = false;
+    let server = TestVaultServer::start(config).unwrap();
+    let store = store(
+        &server,
+        LayoutOverrides {
+            mount: Some("nosuch".into()),
+            version: None,
+        },
+    );
+    assert_eq!(
+        store.layout().await.unwrap(),
+        &KvLayout::for_mount("gbo", "nosuch", KvVersion::V2)
+    );
+    assert_eq!(
+        store.list_folder("gbo").await.unwrap_err(),
+        StoreError::NoSuchMount("nosuch".into())
+    );
+}
+
+#[tokio::test]
 async fn missing_secrets_are_none_and_empty_folders_list_as_none() {
     let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
     let store = store(&server, LayoutOverrides::default());

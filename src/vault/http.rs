@@ -5,7 +5,7 @@
 //! (`sys/internal/ui/mounts`, `sys/seal-status`) and KV v1, whose responses vary
 //! between servers, go through the same kept-alive client with a tolerant parser.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +17,8 @@ use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
 use super::layout::{
-    mount_from_sys_mounts, mount_from_ui_mounts, KvLayout, KvVersion, LayoutOverrides,
+    mount_from_sys_mounts, mount_from_ui_mounts, named_mount_in_sys_mounts, KvLayout, KvVersion,
+    LayoutOverrides, NamedMount,
 };
 use super::{kv_answer, ListEntry, Secret, SecretStore, StoreError, VaultStatus};
 
@@ -90,14 +91,73 @@ impl std::fmt::Debug for VaultConnection {
 
 /// Checks that `addr` is an absolute http(s) URL; the error names the value.
 pub fn validate_vault_addr(addr: &str) -> Result<url::Url, String> {
+    check_vault_addr(addr, "VAULT_ADDR")
+}
+
+/// [`validate_vault_addr`] for the value of `setting` (`VAULT_ADDR` or `--vault-addr`).
+///
+/// Credentials (`user:password@`), a query, a fragment and whitespace are refused: Vault
+/// takes none of them, and credentials in the address would end up in logs. An address
+/// holding credentials is never echoed.
+pub fn check_vault_addr(addr: &str, setting: &str) -> Result<url::Url, String> {
+    let shown = without_userinfo(addr);
+    if addr.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{setting} {shown:?} contains whitespace; give the address alone, e.g. http://127.0.0.1:8200"
+        ));
+    }
     let parsed = url::Url::parse(addr)
-        .map_err(|e| format!("VAULT_ADDR `{addr}` is not a valid URL: {e}"))?;
+        .map_err(|e| format!("{setting} `{shown}` is not a valid URL: {e}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "{setting} `{shown}` must not contain credentials (`user:password@`); \
+             the token comes from VAULT_TOKEN, --vault-token-file or AppRole"
+        ));
+    }
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(format!(
-            "VAULT_ADDR `{addr}` must be an http:// or https:// URL with a host"
+            "{setting} `{shown}` must be an http:// or https:// URL with a host"
+        ));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!(
+            "{setting} `{shown}` must not have a query (`?`) or fragment (`#`); \
+             give scheme, host and port, e.g. http://127.0.0.1:8200"
         ));
     }
     Ok(parsed)
+}
+
+/// `addr` with anything between `scheme://` and the last `@` of the authority replaced
+/// by `***`, so an error can name the address without its credentials.
+fn without_userinfo(addr: &str) -> String {
+    let (scheme, rest) = match addr.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), addr),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => addr.to_string(),
+    }
+}
+
+/// Checks that `path`, the value of `setting` (`--vault-cacert` or `VAULT_CACERT ...`), is a
+/// readable PEM bundle holding at least one certificate; the error names both and the OS error.
+pub fn check_ca_bundle(path: &Path, setting: &str) -> Result<(), String> {
+    let shown = path.display();
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("{setting} `{shown}` cannot be read: {e}"))?;
+    match reqwest::Certificate::from_pem_bundle(&bytes) {
+        Ok(certificates) if !certificates.is_empty() => Ok(()),
+        Ok(_) => Err(format!(
+            "{setting} `{shown}` holds no PEM certificate \
+             (expected `-----BEGIN CERTIFICATE-----` blocks)"
+        )),
+        Err(_) => Err(format!(
+            "{setting} `{shown}` is not a valid PEM certificate bundle"
+        )),
+    }
 }
 
 /// One Vault API request made through the kept-alive client directly.
@@ -168,7 +228,7 @@ impl VaultHttpStore {
         let client = VaultClient::new(settings).map_err(|e| match e {
             ClientError::FileReadError { path, .. }
             | ClientError::ParseCertificateError { path, .. } => {
-                format!("VAULT_CACERT `{path}` could not be read as a PEM certificate bundle")
+                format!("the CA bundle `{path}` could not be read as a PEM certificate bundle")
             }
             other => format!("cannot build the Vault client: {other}"),
         })?;
@@ -239,53 +299,81 @@ impl VaultHttpStore {
     }
 
     async fn detect_layout(&self) -> Result<KvLayout, StoreError> {
-        let overrides = &self.overrides;
-        if let (Some(mount), Some(version)) = (&overrides.mount, overrides.version) {
-            return Ok(KvLayout::for_mount(&self.prefix, mount, version));
-        }
-        let mut probes = Vec::new();
-        match &overrides.mount {
-            Some(mount) => probes.push(mount.trim_matches('/').to_string()),
-            None => {
-                probes.push(self.prefix.clone());
-                probes.push(format!("secret/{}", self.prefix));
+        let layout = |mount: &str, version| KvLayout::for_mount(&self.prefix, mount, version);
+        match (&self.overrides.mount, self.overrides.version) {
+            (Some(mount), Some(version)) => Ok(layout(mount, version)),
+            (Some(mount), None) => {
+                let mount = mount.trim_matches('/');
+                Ok(layout(mount, self.named_mount_version(mount).await?))
+            }
+            (None, forced_version) => {
+                let (mount, version) = self.detect_mount().await?;
+                Ok(layout(&mount, forced_version.unwrap_or(version)))
             }
         }
-        for probe in &probes {
-            let api_path = format!("sys/internal/ui/mounts/{probe}");
-            match self.raw_request("GET", &api_path, MAX_LIST_BYTES).await {
-                Ok(Some(body)) => {
-                    if let Some((mount, version)) = mount_from_ui_mounts(&body) {
-                        let version = overrides.version.unwrap_or(version);
-                        return Ok(KvLayout::for_mount(&self.prefix, &mount, version));
-                    }
-                }
-                Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => {}
-                Err(transient) => return Err(transient),
+    }
+
+    /// The KV mount holding the namespace, found without flags: a mount named after the
+    /// prefix, else the `secret` mount.
+    async fn detect_mount(&self) -> Result<(String, KvVersion), StoreError> {
+        for probe in [self.prefix.clone(), format!("secret/{}", self.prefix)] {
+            if let Some(found) = self.ui_mount(&probe).await? {
+                return Ok(found);
             }
         }
-        match self.raw_request("GET", "sys/mounts", MAX_LIST_BYTES).await {
-            Ok(Some(body)) => {
-                let wanted = overrides.mount.as_deref().unwrap_or(&self.prefix);
-                if let Some((mount, version)) = mount_from_sys_mounts(&body, wanted) {
-                    let version = overrides.version.unwrap_or(version);
-                    return Ok(KvLayout::for_mount(&self.prefix, &mount, version));
-                }
+        if let Some(body) = self.sys_mounts().await? {
+            if let Some(found) = mount_from_sys_mounts(&body, &self.prefix) {
+                return Ok(found);
             }
-            Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => {}
-            Err(transient) => return Err(transient),
         }
-        match (&overrides.mount, overrides.version) {
-            (Some(mount), version) => Ok(KvLayout::for_mount(
-                &self.prefix,
-                mount,
-                version.unwrap_or(KvVersion::V2),
-            )),
-            (None, _) => Err(StoreError::Layout(format!(
-                "neither a KV mount `{0}/` nor a KV mount `secret/` holding `{0}/` was found \
-                 (sys/internal/ui/mounts and sys/mounts); pass --kv-mount and --kv-version",
-                self.prefix
+        Err(StoreError::Layout(format!(
+            "neither a KV mount `{0}/` nor a KV mount `secret/` holding `{0}/` was found \
+             (sys/internal/ui/mounts and sys/mounts); pass --kv-mount and --kv-version",
+            self.prefix
+        )))
+    }
+
+    /// The KV version of the mount named by `--kv-mount`, which is used as named, never
+    /// swapped for another: an error when Vault says it is missing or not KV. KV v2 when
+    /// Vault will not say (the token may read neither mount listing).
+    async fn named_mount_version(&self, mount: &str) -> Result<KvVersion, StoreError> {
+        if let Some((found, version)) = self.ui_mount(mount).await? {
+            if found == mount {
+                return Ok(version);
+            }
+            return Err(StoreError::Layout(format!(
+                "--kv-mount `{mount}` is not a mount but a path inside the KV mount `{found}/`"
+            )));
+        }
+        let Some(body) = self.sys_mounts().await? else {
+            return Ok(KvVersion::V2);
+        };
+        match named_mount_in_sys_mounts(&body, mount) {
+            NamedMount::Kv(version) => Ok(version),
+            NamedMount::NotKv(kind) => Err(StoreError::Layout(format!(
+                "--kv-mount `{mount}` is a `{kind}` mount, not a KV secrets engine"
             ))),
+            NamedMount::Missing => Err(StoreError::NoSuchMount(mount.to_string())),
+        }
+    }
+
+    /// `GET sys/internal/ui/mounts/<path>`: the KV mount holding `path`; `None` when Vault
+    /// does not tell (404, 403, another error status, not a KV mount).
+    async fn ui_mount(&self, path: &str) -> Result<Option<(String, KvVersion)>, StoreError> {
+        let api_path = format!("sys/internal/ui/mounts/{path}");
+        match self.raw_request("GET", &api_path, MAX_LIST_BYTES).await {
+            Ok(Some(body)) => Ok(mount_from_ui_mounts(&body)),
+            Ok(None) | Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => Ok(None),
+            Err(transient) => Err(transient),
+        }
+    }
+
+    /// `GET sys/mounts`; `None` when the token may not read it (or it answers an error status).
+    async fn sys_mounts(&self) -> Result<Option<Value>, StoreError> {
+        match self.raw_request("GET", "sys/mounts", MAX_LIST_BYTES).await {
+            Ok(body) => Ok(body),
+            Err(StoreError::PermissionDenied) | Err(StoreError::Server(_)) => Ok(None),
+            Err(transient) => Err(transient),
         }
     }
 
@@ -365,8 +453,23 @@ impl VaultHttpStore {
         }
         match status {
             200..=299 => Ok(Some(body)),
-            404 => Ok(None),
+            404 => self.not_found_unless_no_mount(api_path, mentions_no_route(&body)),
             other => Err(status_error(other, &body)),
+        }
+    }
+
+    /// A 404 is "not found" (`Ok(None)`), except Vault's "no handler for route" for a path
+    /// in the resolved KV mount: then the mount itself is missing.
+    fn not_found_unless_no_mount<T>(
+        &self,
+        api_path: &str,
+        no_route: bool,
+    ) -> Result<Option<T>, StoreError> {
+        match self.layout.get() {
+            Some(layout) if no_route && api_path.starts_with(&format!("{}/", layout.mount)) => {
+                Err(StoreError::NoSuchMount(layout.mount.clone()))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -483,7 +586,11 @@ impl VaultHttpStore {
                 let client = self.client.read().await;
                 match vaultrs::kv2::list(&*client, &layout.mount, &encode_path(folder)).await {
                     Ok(keys) => keys,
-                    Err(ClientError::APIError { code: 404, .. }) => return Ok(None),
+                    Err(ClientError::APIError { code: 404, errors }) => {
+                        let no_route = errors.iter().any(|e| mentions_no_route(e.as_bytes()));
+                        let api_path = layout.list_api_path(path);
+                        return self.not_found_unless_no_mount(&api_path, no_route);
+                    }
                     // A soft-deleted version answers 404 with a body: still "not found".
                     Err(error) => return self.not_found_or(error),
                 }
@@ -532,13 +639,18 @@ impl SecretStore for VaultHttpStore {
             let body = self
                 .raw_request("GET", "sys/seal-status", MAX_LIST_BYTES)
                 .await?
-                .ok_or_else(|| StoreError::Malformed("sys/seal-status not found".into()))?;
+                .ok_or_else(|| {
+                    StoreError::Malformed("sys/seal-status not found (HTTP 404)".into())
+                })?;
+            let sealed = body.get("sealed").and_then(Value::as_bool).ok_or_else(|| {
+                StoreError::Malformed("answer to sys/seal-status has no boolean `sealed`".into())
+            })?;
             Ok(VaultStatus {
                 initialized: body
                     .get("initialized")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
-                sealed: body.get("sealed").and_then(Value::as_bool).unwrap_or(true),
+                sealed,
                 version: body
                     .get("version")
                     .and_then(Value::as_str)
@@ -564,6 +676,14 @@ fn status_error(status: u16, body: &[u8]) -> StoreError {
         503 if mentions_sealed => StoreError::Sealed,
         other => StoreError::Server(other),
     }
+}
+
+/// Whether an error body says nothing is mounted there: Vault's "no handler for route",
+/// RustyVault's "Router mount not found". A missing secret's body is empty or `{"errors":[]}`.
+fn mentions_no_route(body: &[u8]) -> bool {
+    [&b"no handler for route"[..], b"Router mount not found"]
+        .iter()
+        .any(|marker| body.windows(marker.len()).any(|w| w == *marker))
 }
 
 /// `data.keys` of a LIST answer.
@@ -606,6 +726,41 @@ mod tests {
         assert!(error.contains("127.0.0.1:8200"), "{error}");
         assert!(validate_vault_addr("ftp://host").is_err());
         assert!(validate_vault_addr("not a url").is_err());
+    }
+
+    #[test]
+    fn credentials_in_the_address_are_refused_without_being_echoed() {
+        for addr in [
+            "http://user:pw-s3cret@127.0.0.1:9",
+            "https://pw-s3cret@vault.example",
+            "http://user:pw-s3cret@[::1",
+        ] {
+            let error = check_vault_addr(addr, "--vault-addr").unwrap_err();
+            assert!(error.starts_with("--vault-addr"), "{error}");
+            assert!(!error.contains("pw-s3cret"), "{error}");
+        }
+        let error = validate_vault_addr("http://user:pw-s3cret@127.0.0.1:9").unwrap_err();
+        assert!(
+            error.contains("VAULT_ADDR") && error.contains("credentials"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_query_fragment_or_whitespace_in_the_address_is_refused() {
+        for addr in [
+            "http://127.0.0.1:8200?x=1",
+            "http://127.0.0.1:8200/?",
+            "http://127.0.0.1:8200#frag",
+            "http://127.0.0.1:8200 ",
+            " http://127.0.0.1:8200",
+            "http://127.0.0.1:\t8200",
+            "http://127.0.0.1:8200\n",
+        ] {
+            let error = validate_vault_addr(addr).unwrap_err();
+            assert!(error.starts_with("VAULT_ADDR"), "{addr:?}: {error}");
+        }
+        assert!(validate_vault_addr("http://127.0.0.1:8200/vault/").is_ok());
     }
 
     #[test]

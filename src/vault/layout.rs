@@ -8,7 +8,8 @@
 //!
 //! Detection order: `sys/internal/ui/mounts/<prefix>` (works with limited tokens),
 //! then `sys/internal/ui/mounts/secret/<prefix>`, then `sys/mounts`. The flags
-//! `--kv-mount` and `--kv-version` override detection.
+//! `--kv-mount` and `--kv-version` override detection; a `--kv-mount` is used as named,
+//! and one that Vault says is missing or not KV is an error, never replaced.
 
 use std::fmt;
 
@@ -159,22 +160,34 @@ pub fn mount_from_ui_mounts(body: &Value) -> Option<(String, KvVersion)> {
 /// Reads the answer of `GET sys/mounts` and picks the mount for `prefix`:
 /// a KV mount named after the prefix, else the KV mount `secret`.
 pub fn mount_from_sys_mounts(body: &Value, prefix: &str) -> Option<(String, KvVersion)> {
-    let table = body
-        .get("data")
-        .filter(|d| d.is_object())
-        .unwrap_or(body)
-        .as_object()?;
-    let kv_mount = |name: &str| {
-        table
-            .get(&format!("{name}/"))
-            .filter(|m| {
-                m.get("type")
-                    .and_then(Value::as_str)
-                    .is_some_and(is_kv_type)
-            })
-            .map(|m| (name.to_string(), KvVersion::from_mount_json(m)))
+    let kv_mount = |name: &str| match named_mount_in_sys_mounts(body, name) {
+        NamedMount::Kv(version) => Some((name.to_string(), version)),
+        NamedMount::NotKv(_) | NamedMount::Missing => None,
     };
     kv_mount(prefix).or_else(|| kv_mount("secret"))
+}
+
+/// What `sys/mounts` says about one mount name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedMount {
+    /// A KV secrets engine of this version.
+    Kv(KvVersion),
+    /// Another kind of mount (its `type`, e.g. `pki`).
+    NotKv(String),
+    /// Nothing is mounted at that name.
+    Missing,
+}
+
+/// Looks `name` (without slashes) up in the answer of `GET sys/mounts`.
+pub fn named_mount_in_sys_mounts(body: &Value, name: &str) -> NamedMount {
+    let table = body.get("data").filter(|d| d.is_object()).unwrap_or(body);
+    let Some(mount) = table.get(format!("{}/", name.trim_matches('/'))) else {
+        return NamedMount::Missing;
+    };
+    match mount.get("type").and_then(Value::as_str) {
+        Some(kind) if is_kv_type(kind) => NamedMount::Kv(KvVersion::from_mount_json(mount)),
+        kind => NamedMount::NotKv(kind.unwrap_or("unknown").to_string()),
+    }
 }
 
 fn is_kv_type(kind: &str) -> bool {
@@ -237,6 +250,26 @@ mod tests {
             Some(("secret".into(), KvVersion::V2))
         );
         assert_eq!(mount_from_sys_mounts(&json!({"data": {}}), "gbo"), None);
+    }
+
+    #[test]
+    fn sys_mounts_tells_a_missing_mount_from_one_that_is_not_kv() {
+        let mounts = json!({"data": {
+            "secret/": {"type": "kv", "options": {"version": "2"}},
+            "pki/": {"type": "pki"},
+        }});
+        assert_eq!(
+            named_mount_in_sys_mounts(&mounts, "secret/"),
+            NamedMount::Kv(KvVersion::V2)
+        );
+        assert_eq!(
+            named_mount_in_sys_mounts(&mounts, "pki"),
+            NamedMount::NotKv("pki".into())
+        );
+        assert_eq!(
+            named_mount_in_sys_mounts(&mounts, "nosuch"),
+            NamedMount::Missing
+        );
     }
 
     #[test]

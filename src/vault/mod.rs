@@ -125,6 +125,10 @@ pub enum StoreError {
     /// The secret is larger than the configured cap.
     #[error("secret larger than the {0}-byte limit")]
     TooLarge(usize),
+    /// Vault has nothing mounted where the KV layout says: a wrong `--kv-mount`, or a mount
+    /// disabled since it was detected.
+    #[error("Vault has no KV mount `{0}/` (check --kv-mount)")]
+    NoSuchMount(String),
     /// The KV mount for the namespace could not be determined.
     #[error("cannot determine the KV mount: {0}")]
     Layout(String),

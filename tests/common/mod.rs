@@ -73,6 +73,46 @@ pub fn written(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
+/// The `http://` address of a TCP listener on 127.0.0.1 that accepts every connection
+/// and never answers: a Vault that hangs. It lives until the test process ends.
+pub fn silent_listener() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// A folder holding an old-style `.env` with one secret variable (for `gbo-fs migrate`),
+/// under the name `name`.
+pub fn dir_with_old_env(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(name), "DATABASE_URL=postgres://u:p@db/gb\n").unwrap();
+    dir
+}
+
+/// Runs `gbo-fs ARGS` (bounded to 30 s) against `addr` with `token` from `dir`: the exit
+/// code and what it wrote, stdout then stderr, as text.
+pub fn exit_and_output(
+    addr: &str,
+    token: &str,
+    dir: &Path,
+    args: &[&str],
+) -> (Option<i32>, String) {
+    let mut command = gbo_fs(addr, token, dir);
+    command.args(args);
+    let output = run_bounded(command, Duration::from_secs(30));
+    let all = [output.stdout, output.stderr].concat();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&all).into_owned(),
+    )
+}
+
 /// Runs a one-shot command with a time bound.
 pub fn run_bounded(mut command: Command, limit: Duration) -> Output {
     command.stdout(Stdio::piped());
