@@ -310,6 +310,18 @@ pub fn is_mount_point(path: &Path) -> bool {
     mounted_fs_type(path).is_some()
 }
 
+/// Whether the topmost mount at `path` is a gbo-fs one: `fuse.gbo-fs` when
+/// `premount` made it, or `fuse` with the source `gbo-fs` when the daemon did
+/// (fuser's own mount does not apply the subtype).
+pub fn is_gbo_fs_mount(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|table| filesystem_in_mountinfo(&table, path))
+        .is_some_and(|(fs_type, source)| {
+            fs_type == crate::premount::FS_TYPE || (fs_type == "fuse" && source == "gbo-fs")
+        })
+}
+
 /// The filesystem type of the topmost mount at `path` (e.g. `fuse.gbo-fs`),
 /// per `/proc/self/mountinfo`; `None` when nothing is mounted there.
 pub fn mounted_fs_type(path: &Path) -> Option<String> {
@@ -320,6 +332,12 @@ pub fn mounted_fs_type(path: &Path) -> Option<String> {
 /// The filesystem type of the topmost mount at `path` in a mountinfo `table`
 /// (that of `/proc/PID/mountinfo`).
 pub fn fs_type_in_mountinfo(table: &str, path: &Path) -> Option<String> {
+    filesystem_in_mountinfo(table, path).map(|(fs_type, _)| fs_type)
+}
+
+/// The filesystem type and source of the topmost mount at `path` in a mountinfo
+/// `table`.
+fn filesystem_in_mountinfo(table: &str, path: &Path) -> Option<(String, String)> {
     let wanted = path.to_string_lossy();
     table
         .lines()
@@ -328,9 +346,13 @@ pub fn fs_type_in_mountinfo(table: &str, path: &Path) -> Option<String> {
                 .nth(4)
                 .is_some_and(|mount_point| unescape_mountinfo(mount_point) == wanted)
         })
-        .filter_map(|line| line.split(" - ").nth(1)?.split(' ').next())
+        .filter_map(|line| {
+            let mut fields = line.split(" - ").nth(1)?.split(' ');
+            let fs_type = fields.next()?.to_string();
+            let source = unescape_mountinfo(fields.next()?);
+            Some((fs_type, source))
+        })
         .next_back()
-        .map(str::to_string)
 }
 
 fn unescape_mountinfo(field: &str) -> String {

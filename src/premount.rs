@@ -107,7 +107,7 @@ pub fn run_unmount(path: &Path) -> Result<Unmounted, DaemonError> {
     })?;
     match crate::daemon::mounted_fs_type(&absolute) {
         None => Ok(Unmounted::NothingMounted),
-        Some(fs_type) if fs_type == FS_TYPE => {
+        Some(_) if crate::daemon::is_gbo_fs_mount(&absolute) => {
             nix::mount::umount2(&absolute, nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
                 DaemonError::Mountpoint {
                     path: absolute.display().to_string(),

@@ -120,8 +120,13 @@ async fn token_report(store: &crate::vault::http::VaultHttpStore) -> Value {
     }
 }
 
-/// The serving daemon's counters, or `null` when nothing serves `mountpoint`.
+/// The serving daemon's counters, or `null` when no gbo-fs mount is at
+/// `mountpoint` (a file planted in a plain directory is not a daemon).
 fn daemon_report(mountpoint: &Path) -> Value {
+    let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.into());
+    if !crate::daemon::is_gbo_fs_mount(&canonical) {
+        return Value::Null;
+    }
     let file = mountpoint.join(CONTROL_DIR).join(STATUS_FILE);
     match std::fs::read_to_string(&file) {
         Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),

@@ -235,20 +235,26 @@ fn sigterm_and_sigint_unmount_cleanly_and_exit_zero() {
     }
 }
 
+/// A mount whose daemon was SIGKILLed without --auto-unmount: stale (ENOTCONN).
+fn stale_mount(server: &TestVaultServer) -> Mount {
+    let mut killed = Mount::start(&server.addr(), &server.token(), &[]);
+    killed.kill_hard();
+    let stale = nix::sys::statfs::statfs(&killed.mountpoint).unwrap_err();
+    assert_eq!(
+        stale,
+        nix::errno::Errno::ENOTCONN,
+        "a SIGKILLed daemon leaves a stale mount"
+    );
+    killed
+}
+
 #[test]
 fn a_stale_mount_left_by_a_killed_daemon_is_cleared_on_the_next_mount() {
     if !fuse_available() {
         return;
     }
     let server = botserver_layout();
-    let mut first = Mount::start(&server.addr(), &server.token(), &[]);
-    first.kill_hard();
-    let stale = nix::sys::statfs::statfs(&first.mountpoint).unwrap_err();
-    assert_eq!(
-        stale,
-        nix::errno::Errno::ENOTCONN,
-        "a SIGKILLed daemon leaves a stale mount"
-    );
+    let first = stale_mount(&server);
     let dir = tempfile::tempdir().unwrap();
     let second = Mount::start_at(
         dir,
@@ -264,6 +270,30 @@ fn a_stale_mount_left_by_a_killed_daemon_is_cleared_on_the_next_mount() {
     assert!(second.log_text().contains("stale mount"));
     drop(second);
     drop(first);
+}
+
+#[test]
+fn gbo_fs_unmount_detaches_the_stale_mount_of_a_killed_daemon() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let killed = stale_mount(&server);
+    let canonical = std::fs::canonicalize(killed.mountpoint.parent().unwrap())
+        .unwrap()
+        .join(killed.mountpoint.file_name().unwrap());
+    assert!(gbo_fs::daemon::is_mount_point(&canonical), "left stale");
+    let output = Command::new(common::BIN)
+        .arg("unmount")
+        .arg(&killed.mountpoint)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!gbo_fs::daemon::is_mount_point(&canonical));
 }
 
 #[test]

@@ -44,6 +44,21 @@ fn a_healthy_vault_reports_layout_and_token_and_exits_zero() {
 }
 
 #[test]
+fn a_status_file_planted_in_a_plain_directory_is_not_taken_for_a_daemon() {
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    let plain = tempfile::tempdir().unwrap();
+    std::fs::create_dir(plain.path().join(".gbo-fs")).unwrap();
+    std::fs::write(
+        plain.path().join(".gbo-fs/status.json"),
+        r#"{"pid": 1, "uptime_secs": 99999, "vault_errors": 0}"#,
+    )
+    .unwrap();
+    let (code, report) = status_json(&server.addr(), &server.token(), plain.path());
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(report["daemon"].is_null(), "{report:#}");
+}
+
+#[test]
 fn sealed_down_and_invalid_token_each_exit_non_zero() {
     let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
     let nowhere = tempfile::tempdir().unwrap();
