@@ -149,8 +149,13 @@ pub enum Command {
         /// The shell to complete for
         shell: crate::cli_docs::Shell,
     },
-    /// Print the gbo-fs(1) man page (roff), e.g. `gbo-fs man | man -l -`
-    Man,
+    /// Print the gbo-fs(1) man page (roff), e.g. `gbo-fs man | man -l -`, or with
+    /// --dir write it and one page per command (gbo-fs-mount(1), ...) into a directory
+    Man {
+        /// Write gbo-fs.1 and gbo-fs-COMMAND.1 here (e.g. /usr/local/share/man/man1)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Show Vault's health, the KV layout, the token's lease and the serving daemon's counters; exit 1 if unhealthy
     Status {
         /// Mount point of the daemon to report on

@@ -85,7 +85,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Unseal(_)
         | Command::Render { .. }
         | Command::Check { .. }
@@ -146,9 +146,18 @@ fn run_without_vault_settings(cli: &Cli) -> Option<Result<ExitCode, String>> {
                 })
                 .map_err(|e| e.to_string()),
         ),
-        Command::Man => {
+        Command::Man { dir: None } => {
             Some(to_stdout(|out| gbo_fs::cli_docs::write_man_page(out)).map(|_| ExitCode::SUCCESS))
         }
+        Command::Man { dir: Some(dir) } => Some(
+            gbo_fs::cli_docs::write_man_pages(dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))
+                .and_then(|pages| {
+                    let list: String = pages.iter().map(|p| format!("{}\n", p.display())).collect();
+                    write_stdout(list.as_bytes())
+                })
+                .map(|_| ExitCode::SUCCESS),
+        ),
         Command::Policy => match gbo_fs::policy::layout_from_flags(&cli.global) {
             Ok(Some(layout)) => Some(
                 write_stdout(gbo_fs::policy::readonly_policy(&layout).as_bytes())

@@ -582,3 +582,44 @@ fn ls_and_get_refuse_a_missing_config_csv_or_bots_dir_naming_it() {
         }
     }
 }
+
+#[test]
+fn man_dir_writes_every_page_the_main_page_refers_to_with_each_commands_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = common::run_offline(&["man".as_ref(), "--dir".as_ref(), dir.path().as_os_str()]);
+    common::assert_succeeded(&output);
+    let main_page = std::fs::read_to_string(dir.path().join("gbo-fs.1")).unwrap();
+    let referred: Vec<&str> = main_page
+        .split("gbo\\-fs\\-")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("(1)").map(|(name, _)| name))
+        .collect();
+    assert!(referred.len() >= 10, "{referred:?}");
+    for name in &referred {
+        let page = dir
+            .path()
+            .join(format!("gbo-fs-{}.1", name.replace("\\-", "-")));
+        assert!(
+            page.is_file(),
+            "{} is referred to but missing",
+            page.display()
+        );
+    }
+    let mount_page = std::fs::read_to_string(dir.path().join("gbo-fs-mount.1")).unwrap();
+    for option in ["allow\\-other", "auto\\-unmount", "uid"] {
+        assert!(
+            mount_page.contains(option),
+            "gbo-fs-mount(1) lacks {option}"
+        );
+    }
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        listed.lines().any(|line| line.ends_with("gbo-fs-mount.1")),
+        "{listed}"
+    );
+
+    let missing = dir.path().join("nope");
+    let output = common::run_offline(&["man".as_ref(), "--dir".as_ref(), missing.as_os_str()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nope: no such directory"));
+}

@@ -283,16 +283,8 @@ fn gbo_fs_unmount_detaches_the_stale_mount_of_a_killed_daemon() {
         .unwrap()
         .join(killed.mountpoint.file_name().unwrap());
     assert!(gbo_fs::daemon::is_mount_point(&canonical), "left stale");
-    let output = Command::new(common::BIN)
-        .arg("unmount")
-        .arg(&killed.mountpoint)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let unmount = common::run_offline(&["unmount".as_ref(), killed.mountpoint.as_os_str()]);
+    common::assert_succeeded(&unmount);
     assert!(!gbo_fs::daemon::is_mount_point(&canonical));
 }
 

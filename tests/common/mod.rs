@@ -285,3 +285,18 @@ pub fn force_unmount(path: &Path) {
 pub fn errno_of(error: &std::io::Error) -> i32 {
     error.raw_os_error().unwrap_or(0)
 }
+
+/// Runs the binary with `args` only (no Vault settings), unbounded: for commands
+/// that never wait on anything.
+pub fn run_offline<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(BIN).args(args).output().expect("run gbo-fs")
+}
+
+/// Asserts the command exited 0, showing its stderr otherwise.
+pub fn assert_succeeded(output: &Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
