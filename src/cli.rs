@@ -55,7 +55,7 @@ pub struct GlobalOptions {
     pub kv_mount: Option<String>,
 
     /// KV engine version, 1 or 2 (overrides detection)
-    #[arg(long, global = true, value_name = "1|2")]
+    #[arg(long, global = true, value_name = "1|2", value_parser = ["1", "2"])]
     pub kv_version: Option<String>,
 
     /// Seconds a secret is cached; 0 disables the cache [env: VAULT_CACHE_TTL] [default: 300]

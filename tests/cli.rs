@@ -623,3 +623,19 @@ fn man_dir_writes_every_page_the_main_page_refers_to_with_each_commands_options(
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("nope: no such directory"));
 }
+
+#[test]
+fn usage_errors_exit_2_before_anything_runs_whichever_flag_is_wrong() {
+    for args in [
+        &["--kv-version", "3", "ls", "gbo"][..],
+        &["--missing-reference", "bogus", "render", "x.csv"],
+        &["--no-such-flag", "ls"],
+    ] {
+        let output = common::run_offline(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("error:"),
+            "{args:?}"
+        );
+    }
+}
