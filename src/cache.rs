@@ -86,6 +86,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 struct Entry<V> {
     value: Option<V>,
     fetched_at: Instant,
+    /// Expired ahead of its TTL (SIGHUP): asked for again, but still the
+    /// last good value while Vault fails.
+    expired: bool,
     /// Read since it was fetched: worth refreshing in the background.
     accessed: bool,
     /// Consecutive failed refreshes, and when the next may be tried.
@@ -211,7 +214,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             .filter(|(key, entry)| {
                 entry.accessed
                     && entry.value.is_some()
-                    && entry.fetched_at.elapsed() >= self.inner.policy.ttl
+                    && (entry.expired || entry.fetched_at.elapsed() >= self.inner.policy.ttl)
                     && entry.retry_after.is_none_or(|t| now >= t)
                     && !in_flight.contains_key(key.as_str())
             })
@@ -268,12 +271,15 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             Some(_) => policy.ttl,
             None => policy.negative_ttl.min(policy.ttl),
         };
-        entry.fetched_at.elapsed() < lifetime
+        !entry.expired && entry.fetched_at.elapsed() < lifetime
     }
 
-    /// Drops every entry (SIGHUP, tests).
-    pub fn clear(&self) {
-        self.inner.entries.lock().unwrap().clear();
+    /// Expires every entry now (SIGHUP): each is fetched again on its next use,
+    /// and a value is still served stale if that fetch fails, as after its TTL.
+    pub fn expire_all(&self) {
+        for (_, entry) in self.inner.entries.lock().unwrap().iter_mut() {
+            entry.expired = true;
+        }
     }
 
     /// Current counters.
@@ -304,6 +310,7 @@ impl<V: Clone + PartialEq> Inner<V> {
                         Entry {
                             value: value.clone(),
                             fetched_at: Instant::now(),
+                            expired: false,
                             accessed: false,
                             failures: 0,
                             retry_after: None,
@@ -519,6 +526,31 @@ mod tests {
         assert_eq!(got.value, Some(5));
         assert!(got.stale);
         assert_eq!(cache.counts().stale_serves, 1);
+    }
+
+    #[tokio::test]
+    async fn expiring_everything_fetches_again_and_keeps_the_last_good_value_for_an_outage() {
+        let cache = FetchCache::new(policy(60_000));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let first = fetch_counted(&cache, "k", &calls, Ok(Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(first.value, Some(1));
+        cache.expire_all();
+        let refetched = fetch_counted(&cache, "k", &calls, Ok(Some(2)))
+            .await
+            .unwrap();
+        assert_eq!(
+            (refetched.value, calls.load(Ordering::SeqCst)),
+            (Some(2), 2)
+        );
+
+        cache.expire_all();
+        let outage = fetch_counted(&cache, "k", &calls, Err(StoreError::Sealed))
+            .await
+            .unwrap();
+        assert_eq!((outage.value, outage.stale), (Some(2), true));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "it did ask Vault");
     }
 
     #[tokio::test]

@@ -171,9 +171,9 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
                 _ = hangup.recv() => {
                     // Sources are read on every access; dropping the cache makes
                     // the next access re-read Vault as well.
-                    fs.clear_cache();
+                    fs.expire_cache();
                     fs.invalidate_all();
-                    tracing::info!("SIGHUP: cache dropped; config.csv sources and secrets are read again");
+                    tracing::info!("SIGHUP: cache expired; config.csv sources and secrets are read again (last good values still serve a Vault outage)");
                 }
             }
         }

@@ -474,10 +474,11 @@ impl SecretFs {
         &self.config
     }
 
-    /// Drops every cached answer.
-    pub fn clear_cache(&self) {
-        self.secrets.clear();
-        self.folders.clear();
+    /// Expires every cached answer (SIGHUP): each is asked for again on its next
+    /// use, and the last good value is still served while Vault fails.
+    pub fn expire_cache(&self) {
+        self.secrets.expire_all();
+        self.folders.expire_all();
     }
 
     /// The daemon's counters as JSON (served as `.gbo-fs/status.json`). No secret
