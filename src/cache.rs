@@ -269,9 +269,26 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         let policy = &self.inner.policy;
         let lifetime = match entry.value {
             Some(_) => policy.ttl,
-            None => policy.negative_ttl.min(policy.ttl),
+            None => self.negative_lifetime(),
         };
         !entry.expired && entry.fetched_at.elapsed() < lifetime
+    }
+
+    /// Whether the answer held for `key` was fetched at least `age` ago (or was
+    /// expired early); false when none is held.
+    pub fn is_older_than(&self, key: &str, age: Duration) -> bool {
+        self.inner
+            .entries
+            .lock()
+            .unwrap()
+            .peek(key)
+            .is_some_and(|entry| entry.expired || entry.fetched_at.elapsed() >= age)
+    }
+
+    /// How long a "not found" answer is believed.
+    pub fn negative_lifetime(&self) -> Duration {
+        let policy = &self.inner.policy;
+        policy.negative_ttl.min(policy.ttl)
     }
 
     /// Expires every entry now (SIGHUP): each is fetched again on its next use,

@@ -693,18 +693,23 @@ impl SecretFs {
         }
         let child_path = format!("{path}/{name}");
         match self.listing(path).await {
-            Ok(entries) => {
-                // Sorted by name, secret before folder: at most two entries match.
-                let first = entries.partition_point(|e| e.name.as_str() < name);
-                let matching = &entries[first..entries.len().min(first + 2)];
-                let matching: Vec<&ListEntry> =
-                    matching.iter().filter(|e| e.name == name).collect();
-                if matching.is_empty() {
-                    return Err(FsError::NotFound);
+            Ok(mut entries) => {
+                // A listing proves a name absent only as long as a "not found"
+                // answer is believed; past that, a secret created since shows now
+                // rather than when the listing expires (one LIST at most per folder
+                // and negative TTL, however many absent names are looked up).
+                if listed(&entries, name).is_none()
+                    && self
+                        .folders
+                        .is_older_than(path, self.folders.negative_lifetime())
+                {
+                    self.folders.refresh(path, self.listing_fetch(path)).await;
+                    entries = self.listing(path).await?;
                 }
+                let is_secret = listed(&entries, name).ok_or(FsError::NotFound)?;
                 Ok(NodeKind::Folder {
                     path: child_path.into(),
-                    is_secret: matching.iter().any(|e| !e.is_folder),
+                    is_secret,
                 })
             }
             // A token allowed to read but not to list still reaches its secrets.
@@ -1119,6 +1124,17 @@ impl SecretFs {
             }
         }
     }
+}
+
+/// Whether `name` is in a sorted listing, and if so whether it is (also) a secret.
+fn listed(entries: &[ListEntry], name: &str) -> Option<bool> {
+    // Sorted by name, secret before folder: at most two entries match.
+    let first = entries.partition_point(|e| e.name.as_str() < name);
+    let matching: Vec<&ListEntry> = entries[first..entries.len().min(first + 2)]
+        .iter()
+        .filter(|e| e.name == name)
+        .collect();
+    (!matching.is_empty()).then(|| matching.iter().any(|e| !e.is_folder))
 }
 
 /// Refuses, before the cache or Vault sees it, a path that could leave the namespace.

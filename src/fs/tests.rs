@@ -57,6 +57,33 @@ async fn a_secret_key_reads_as_its_exact_value_without_newline() {
 }
 
 #[tokio::test]
+async fn a_secret_created_after_its_folder_was_listed_shows_once_not_found_expires() {
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.cache.negative_ttl = Duration::from_millis(300);
+    let fs = SecretFs::new(store.clone(), config);
+    assert_eq!(names(&fs, "gbo").await, vec!["bots", "llm", "tables"]);
+    store.put_str("gbo/created", &[("k", "new-value")]);
+    assert!(
+        matches!(cat(&fs, "gbo/created/k").await, Err(FsError::NotFound)),
+        "within the negative TTL the listing is believed"
+    );
+    let lists_before = store.lists();
+    // Waits out the negative TTL: that is the behaviour under test.
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(cat(&fs, "gbo/created/k").await.unwrap(), b"new-value");
+    assert_eq!(store.lists(), lists_before + 1, "one LIST of the folder");
+    for absent in ["a", "b", "c"] {
+        assert!(cat(&fs, &format!("gbo/{absent}/k")).await.is_err());
+    }
+    assert_eq!(
+        store.lists(),
+        lists_before + 1,
+        "absent names do not list again within the negative TTL"
+    );
+}
+
+#[tokio::test]
 async fn numbers_bools_and_objects_read_as_compact_json() {
     let fs = fs_with(seeded());
     assert_eq!(cat(&fs, "gbo/tables/port").await.unwrap(), b"5432");
