@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -96,8 +96,27 @@ struct Entry<V> {
     retry_after: Option<Instant>,
 }
 
+/// Whether Vault is failing right now, as the fetches of one filesystem saw it:
+/// set when a fetch fails transiently or a reader gives up waiting for one,
+/// cleared by any answer. While it is set, an expired value is served at once
+/// (its refresh goes on in the background) instead of each path waiting out
+/// `stale_wait` in turn.
+#[derive(Debug, Default)]
+pub struct Outage(AtomicBool);
+
+impl Outage {
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+}
+
 struct Inner<V> {
     policy: CachePolicy,
+    outage: Arc<Outage>,
     entries: Mutex<LruCache<String, Entry<V>>>,
     in_flight: Mutex<HashMap<String, InFlight<V>>>,
     stats: CacheStats,
@@ -119,10 +138,17 @@ impl<V> Clone for FetchCache<V> {
 
 impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
     pub fn new(policy: CachePolicy) -> FetchCache<V> {
+        FetchCache::sharing_outage(policy, Arc::default())
+    }
+
+    /// A cache that learns of and reports Vault outages through `outage`, shared
+    /// with the other caches of the same filesystem.
+    pub fn sharing_outage(policy: CachePolicy, outage: Arc<Outage>) -> FetchCache<V> {
         let capacity = NonZeroUsize::new(policy.capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         FetchCache {
             inner: Arc::new(Inner {
                 policy,
+                outage,
                 entries: Mutex::new(LruCache::new(capacity)),
                 in_flight: Mutex::new(HashMap::new()),
                 stats: CacheStats::default(),
@@ -150,6 +176,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         Fut: Future<Output = Answer<V>> + Send + 'static,
     {
         let inner = &self.inner;
+        let mut refresh_in_background = false;
         let stale_candidate = {
             let mut entries = inner.entries.lock().unwrap();
             match entries.get_mut(key) {
@@ -167,24 +194,40 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
                         entry.fetched_at.elapsed() < inner.policy.ttl + inner.policy.max_stale
                     });
                     let backing_off = entry.retry_after.is_some_and(|t| Instant::now() < t);
-                    if let (Some(value), true) = (&stale, backing_off) {
-                        inner.stats.stale_serves.fetch_add(1, Ordering::Relaxed);
-                        return Ok(Cached {
-                            value: Some(value.clone()),
-                            stale: true,
-                        });
+                    match &stale {
+                        Some(value) if backing_off => {
+                            inner.stats.stale_serves.fetch_add(1, Ordering::Relaxed);
+                            return Ok(Cached {
+                                value: Some(value.clone()),
+                                stale: true,
+                            });
+                        }
+                        Some(_) if inner.outage.is_on() => refresh_in_background = true,
+                        _ => {}
                     }
                     stale
                 }
                 None => None,
             }
         };
+        if refresh_in_background {
+            // The fetch is a task of its own; it stores its answer when it ends.
+            drop(self.join_or_start_fetch(key, fetch));
+            inner.stats.stale_serves.fetch_add(1, Ordering::Relaxed);
+            return Ok(Cached {
+                value: stale_candidate,
+                stale: true,
+            });
+        }
         inner.stats.misses.fetch_add(1, Ordering::Relaxed);
         let shared = self.join_or_start_fetch(key, fetch);
         let answer = match &stale_candidate {
             Some(_) => tokio::time::timeout(inner.policy.stale_wait, shared)
                 .await
-                .unwrap_or_else(|_| Err(StoreError::Timeout(inner.policy.stale_wait))),
+                .unwrap_or_else(|_| {
+                    inner.outage.set(true);
+                    Err(StoreError::Timeout(inner.policy.stale_wait))
+                }),
             None => shared.await,
         };
         match answer {
@@ -317,6 +360,8 @@ impl<V: Clone + PartialEq> Inner<V> {
     fn store_answer(&self, key: &str, answer: &Answer<V>) -> bool {
         let mut entries = self.entries.lock().unwrap();
         let previous = entries.peek(key).and_then(|e| e.value.clone());
+        self.outage
+            .set(matches!(answer, Err(error) if error.is_transient()));
         match answer {
             Ok(value) => {
                 if self.policy.ttl.is_zero() {
@@ -709,6 +754,45 @@ mod tests {
             started.elapsed() < Duration::from_secs(5),
             "served without waiting for Vault"
         );
+    }
+
+    #[tokio::test]
+    async fn once_vault_is_known_to_fail_other_expired_values_are_served_without_waiting() {
+        let outage = Arc::new(Outage::default());
+        let cache = FetchCache::sharing_outage(
+            CachePolicy {
+                stale_wait: Duration::from_millis(50),
+                ..policy(10)
+            },
+            outage.clone(),
+        );
+        let calls = Arc::new(AtomicUsize::new(0));
+        for key in ["a", "b"] {
+            fetch_counted(&cache, key, &calls, Ok(Some(1)))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let hanging = || async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(Some(2))
+        };
+        // The first expired read waits stale_wait, then serves stale: now an outage.
+        let a = cache.get_or_fetch("a", hanging).await.unwrap();
+        assert_eq!((a.value, a.stale), (Some(1), true));
+        assert!(outage.is_on());
+        // Another expired key is served at once (the future completes on its
+        // first poll), its refresh started in the background.
+        let b = cache
+            .get_or_fetch("b", hanging)
+            .now_or_never()
+            .expect("served without waiting")
+            .unwrap();
+        assert_eq!((b.value, b.stale), (Some(1), true));
+        assert!(cache.inner.in_flight.lock().unwrap().contains_key("b"));
+        // Any answer ends the outage.
+        fetch_counted(&cache, "c", &calls, Ok(None)).await.unwrap();
+        assert!(!outage.is_on());
     }
 
     #[tokio::test]

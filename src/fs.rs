@@ -358,8 +358,9 @@ pub struct SecretFs {
 
 impl SecretFs {
     pub fn new(store: Arc<dyn SecretStore>, config: FsConfig) -> SecretFs {
-        let secrets = FetchCache::new(config.cache.clone());
-        let folders = FetchCache::new(config.cache.clone());
+        let outage = Arc::new(crate::cache::Outage::default());
+        let secrets = FetchCache::sharing_outage(config.cache.clone(), outage.clone());
+        let folders = FetchCache::sharing_outage(config.cache.clone(), outage);
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
         let changes = Arc::new(ChangeTracker::default());
         let source_reader = Arc::new(SourceReader::new(config.uid, config.gid));
