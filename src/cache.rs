@@ -328,6 +328,11 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             .is_some_and(|entry| entry.expired || entry.fetched_at.elapsed() >= age)
     }
 
+    /// Whether Vault is known to be failing (see [`Outage`]).
+    pub fn vault_failing(&self) -> bool {
+        self.inner.outage.is_on()
+    }
+
     /// How long a "not found" answer is believed.
     pub fn negative_lifetime(&self) -> Duration {
         let policy = &self.inner.policy;

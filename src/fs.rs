@@ -698,8 +698,10 @@ impl SecretFs {
                 // A listing proves a name absent only as long as a "not found"
                 // answer is believed; past that, a secret created since shows now
                 // rather than when the listing expires (one LIST at most per folder
-                // and negative TTL, however many absent names are looked up).
+                // and negative TTL, however many absent names are looked up; none
+                // while Vault is failing, so an absent name never waits on it).
                 if listed(&entries, name).is_none()
+                    && !self.folders.vault_failing()
                     && self
                         .folders
                         .is_older_than(path, self.folders.negative_lifetime())
