@@ -593,3 +593,44 @@ fn a_key_that_cannot_be_a_file_name_is_hidden_and_warned_about_once_without_its_
     assert!(warnings[0].contains("gbo/odd") && warnings[0].contains("a/b"));
     assert!(!log.contains("hidden-odd-value"));
 }
+
+/// A process kept alive for a test, killed when the test ends (even on failure).
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sigterm_exits_zero_and_unmounts_while_a_process_holds_a_file_and_its_cwd_in_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mut mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let mountpoint = std::fs::canonicalize(&mount.mountpoint).unwrap();
+    // A shell in the mount with a secret on its stdin, then `sleep` in its place.
+    let holder = Command::new("sh")
+        .args(["-c", "exec sleep 60 < gbo/llm/openai_key"])
+        .current_dir(&mountpoint)
+        .spawn()
+        .expect("spawn holder");
+    let holder = Holder(holder);
+    let comm = format!("/proc/{}/comm", holder.0.id());
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&comm).is_ok_and(|name| name.trim() == "sleep")
+    }));
+
+    let status = mount.stop_within(Signal::SIGTERM, Duration::from_secs(20));
+    let log = mount.log_text();
+    let status = status.unwrap_or_else(|| panic!("still running 20 s after SIGTERM; log:\n{log}"));
+    assert!(status.success(), "{status}; log:\n{log}");
+    assert!(
+        !gbo_fs::daemon::is_mount_point(&mountpoint),
+        "still in mountinfo; log:\n{log}"
+    );
+    assert!(log.contains("still in use"), "{log}");
+}

@@ -233,22 +233,33 @@ impl Mount {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends a signal and waits (bounded) for the daemon to exit.
+    /// Sends a signal and waits (up to 10 s) for the daemon to exit: its exit status,
+    /// or `None` when it had to be killed.
     pub fn stop_with(
         &mut self,
         signal: nix::sys::signal::Signal,
+    ) -> Option<std::process::ExitStatus> {
+        self.stop_within(signal, Duration::from_secs(10))
+    }
+
+    /// Sends a signal and waits up to `limit` for the daemon to exit: its exit status,
+    /// or `None` when it was still running (it is then killed).
+    pub fn stop_within(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        limit: Duration,
     ) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, signal);
         let mut status = None;
-        wait_until(Duration::from_secs(10), || {
+        wait_until(limit, || {
             status = child.try_wait().ok().flatten();
             status.is_some()
         });
         if status.is_none() {
             let _ = child.kill();
-            status = child.wait().ok();
+            let _ = child.wait();
         }
         status
     }
