@@ -634,3 +634,33 @@ fn sigterm_exits_zero_and_unmounts_while_a_process_holds_a_file_and_its_cwd_in_t
     );
     assert!(log.contains("still in use"), "{log}");
 }
+
+#[test]
+fn isatty_and_fsync_on_secrets_answer_enotty_and_success_and_log_no_warning() {
+    use std::os::fd::AsRawFd;
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let key = mount.path("gbo/llm/openai_key");
+    // Python's open() asks isatty() (ioctl TCGETS) of every file it opens.
+    let script = format!("assert open({:?}).read() == 'sk-openai-123'", key);
+    match Command::new("python3").args(["-c", &script]).output() {
+        Ok(output) => common::assert_succeeded(&output),
+        Err(error) => eprintln!("python3 part skipped: {error}"),
+    }
+    let file = std::fs::File::open(&key).unwrap();
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: an open descriptor and a termios-sized buffer, as TCGETS expects.
+    let got = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS, termios.as_mut_ptr()) };
+    assert_eq!(got, -1);
+    assert_eq!(errno_of(&std::io::Error::last_os_error()), libc::ENOTTY);
+    file.sync_all().expect("fsync of a secret");
+    std::fs::File::open(mount.path("gbo/llm"))
+        .unwrap()
+        .sync_all()
+        .expect("fsync of a folder");
+    let log = mount.log_text();
+    assert!(!log.contains("Not Implemented"), "{log}");
+}
