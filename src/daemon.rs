@@ -90,6 +90,10 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         Some(device) => handed_over_mountpoint(device, &args)?,
         None => prepare_mountpoint(&args.mountpoint)?,
     };
+    if !premounted {
+        warn_if_hiding_files(&mountpoint);
+    }
+    warn_if_owner_is_locked_out(&args);
     let runtime = runtime()?;
     let (store, fs) = build_filesystem(&settings, args.uid, args.gid)?;
     crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
@@ -268,6 +272,33 @@ fn report_session_end(joined: std::thread::Result<io::Result<()>>) {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "FUSE session ended with an error"),
         Err(_) => tracing::warn!("FUSE thread panicked"),
+    }
+}
+
+/// Warns when mounting at `mountpoint` hides files already in that directory.
+fn warn_if_hiding_files(mountpoint: &Path) {
+    let occupied = std::fs::read_dir(mountpoint).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied {
+        tracing::warn!(
+            mountpoint = %mountpoint.display(),
+            "the mountpoint is not empty; its files are hidden while gbo-fs is mounted"
+        );
+    }
+}
+
+/// Warns when `--uid` gives the files to a user the kernel will not let in:
+/// without `--allow-other` only the mounting user (and root with
+/// `--auto-unmount`) may enter the mount.
+fn warn_if_owner_is_locked_out(args: &MountArgs) {
+    let Some(uid) = args.uid else { return };
+    let mounting_user = nix::unistd::geteuid().as_raw();
+    if !args.allow_other && uid != mounting_user {
+        tracing::warn!(
+            uid,
+            mounting_user,
+            "--uid gives the files to a user who cannot enter the mount without --allow-other \
+             (every access fails with EACCES); add --allow-other"
+        );
     }
 }
 

@@ -664,3 +664,46 @@ fn isatty_and_fsync_on_secrets_answer_enotty_and_success_and_log_no_warning() {
     let log = mount.log_text();
     assert!(!log.contains("Not Implemented"), "{log}");
 }
+
+#[test]
+fn uid_without_allow_other_warns_that_the_user_is_locked_out() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let locked_out = Mount::start(&server.addr(), &server.token(), &["--uid", "4242"]);
+    let log = locked_out.log_text();
+    assert!(
+        log.contains("WARN") && log.contains("add --allow-other"),
+        "{log}"
+    );
+    let with_allow_other = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["--uid", "4242", "--allow-other"],
+    );
+    assert!(!with_allow_other.log_text().contains("add --allow-other"));
+    let plain = Mount::start(&server.addr(), &server.token(), &[]);
+    assert!(!plain.log_text().contains("add --allow-other"));
+}
+
+#[test]
+fn mounting_over_a_non_empty_directory_warns_naming_it() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().join("occupied");
+    std::fs::create_dir(&mountpoint).unwrap();
+    std::fs::write(mountpoint.join("notes.txt"), "hidden while mounted").unwrap();
+    let over_files = Mount::start_at(dir, mountpoint, &server.addr(), &server.token(), &[]);
+    let log = over_files.log_text();
+    let shown = std::fs::canonicalize(&over_files.mountpoint).unwrap();
+    assert!(
+        log.contains("not empty") && log.contains(&*shown.to_string_lossy()),
+        "{log}"
+    );
+    let empty = Mount::start(&server.addr(), &server.token(), &[]);
+    assert!(!empty.log_text().contains("not empty"));
+}
