@@ -96,20 +96,24 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     warn_if_owner_is_locked_out(&args);
     let runtime = runtime()?;
     let (store, fs) = build_filesystem(&settings, args.uid, args.gid)?;
-    crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
+    let upkeep = crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
         .map_err(DaemonError::Setup)?;
 
     // Learn the layout now so it is logged at start; a Vault that is down does
-    // not stop the mount: reads fail with EIO until it answers.
+    // not stop the mount: reads fail with EIO until it answers. One that let the
+    // token check time out would only make the mount wait as long again.
     let probe = runtime.block_on(async {
-        tokio::time::timeout(settings.connection.timeout, store.layout()).await
+        if upkeep.vault_timed_out {
+            return None;
+        }
+        Some(tokio::time::timeout(settings.connection.timeout, store.layout()).await)
     });
     match probe {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
+        Some(Ok(Ok(_))) => {}
+        Some(Ok(Err(error))) => {
             tracing::warn!(%error, "Vault not usable yet; mounting anyway, reads fail with EIO until it is")
         }
-        Err(_) => tracing::warn!(
+        Some(Err(_)) | None => tracing::warn!(
             "Vault did not answer; mounting anyway, reads fail with EIO until it does"
         ),
     }

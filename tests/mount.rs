@@ -707,3 +707,25 @@ fn mounting_over_a_non_empty_directory_warns_naming_it() {
     let empty = Mount::start(&server.addr(), &server.token(), &[]);
     assert!(!empty.log_text().contains("not empty"));
 }
+
+#[test]
+fn a_vault_that_never_answers_gets_a_mount_without_a_layout_probe_and_reads_fail_with_eio() {
+    if !fuse_available() {
+        return;
+    }
+    let (addr, requests) = common::silent_recording_listener();
+    let mount = Mount::start(&addr, "never-checked", &["--vault-timeout", "1"]);
+    let before_any_read = requests.lock().unwrap().clone();
+    assert!(
+        before_any_read.iter().any(|r| r.contains("lookup-self")),
+        "{before_any_read:?}"
+    );
+    assert!(
+        !before_any_read.iter().any(|r| r.contains("/sys/")),
+        "the timed-out token check was followed by a layout probe: {before_any_read:?}"
+    );
+    let error = std::fs::read_dir(mount.path("gbo"))
+        .and_then(|mut d| d.next().transpose())
+        .unwrap_err();
+    assert_eq!(errno_of(&error), libc::EIO);
+}

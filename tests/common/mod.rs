@@ -87,6 +87,32 @@ pub fn silent_listener() -> String {
     addr
 }
 
+/// Like [`silent_listener`], and also records the request line (`GET /v1/... HTTP/1.1`) of
+/// every request it receives, so a test can tell which Vault calls were made.
+pub fn silent_recording_listener() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let recorded = recorded.clone();
+            // Reads the request line, then keeps the connection open without answering.
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_ok() && !line.is_empty() {
+                    recorded.lock().unwrap().push(line.trim_end().to_string());
+                }
+                let mut rest = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
+            });
+        }
+    });
+    (addr, requests)
+}
+
 /// A folder holding an old-style `.env` with one secret variable (for `gbo-fs migrate`),
 /// under the name `name`.
 pub fn dir_with_old_env(name: &str) -> tempfile::TempDir {
