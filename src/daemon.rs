@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 use tokio::runtime::Runtime;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::cli::MountArgs;
 use crate::fs::{FsConfig, SecretFs};
@@ -90,22 +90,30 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         Some(device) => handed_over_mountpoint(device, &args)?,
         None => prepare_mountpoint(&args.mountpoint)?,
     };
+    if !premounted {
+        warn_if_hiding_files(&mountpoint);
+    }
+    warn_if_owner_is_locked_out(&args);
     let runtime = runtime()?;
     let (store, fs) = build_filesystem(&settings, args.uid, args.gid)?;
-    crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
+    let upkeep = crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
         .map_err(DaemonError::Setup)?;
 
     // Learn the layout now so it is logged at start; a Vault that is down does
-    // not stop the mount: reads fail with EIO until it answers.
+    // not stop the mount: reads fail with EIO until it answers. One that let the
+    // token check time out would only make the mount wait as long again.
     let probe = runtime.block_on(async {
-        tokio::time::timeout(settings.connection.timeout, store.layout()).await
+        if upkeep.vault_timed_out {
+            return None;
+        }
+        Some(tokio::time::timeout(settings.connection.timeout, store.layout()).await)
     });
     match probe {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
+        Some(Ok(Ok(_))) => {}
+        Some(Ok(Err(error))) => {
             tracing::warn!(%error, "Vault not usable yet; mounting anyway, reads fail with EIO until it is")
         }
-        Err(_) => tracing::warn!(
+        Some(Err(_)) | None => tracing::warn!(
             "Vault did not answer; mounting anyway, reads fail with EIO until it does"
         ),
     }
@@ -145,7 +153,12 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     let mut unmounter = (!premounted).then(|| session.unmount_callable());
     fs.set_invalidator(kernel_invalidator(session.notifier()));
     let refresher = runtime.spawn(refresh_loop(fs.clone()));
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+    let mut signals = {
+        let _entered = runtime.enter();
+        StopSignals::listen()
+    }
+    .map_err(|e| DaemonError::Setup(format!("cannot watch signals: {e}")))?;
+    let (ended_tx, mut ended_rx) = tokio::sync::oneshot::channel();
     let serve = std::thread::Builder::new()
         .name("gbo-fs-fuse".into())
         .spawn(move || {
@@ -159,16 +172,12 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     crate::systemd::notify("READY=1");
 
     let stop_reason = runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-        let mut ended_rx = ended_rx;
         loop {
             tokio::select! {
-                _ = terminate.recv() => return Ok::<_, String>("SIGTERM"),
-                _ = interrupt.recv() => return Ok("SIGINT"),
-                _ = &mut ended_rx => return Ok("external unmount"),
-                _ = hangup.recv() => {
+                _ = signals.terminate.recv() => return "SIGTERM",
+                _ = signals.interrupt.recv() => return "SIGINT",
+                _ = &mut ended_rx => return EXTERNAL_UNMOUNT,
+                _ = signals.hangup.recv() => {
                     // Sources are read on every access; dropping the cache makes
                     // the next access re-read Vault as well.
                     fs.expire_cache();
@@ -179,32 +188,122 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         }
     });
     refresher.abort();
-    let stop_reason =
-        stop_reason.map_err(|e| DaemonError::Setup(format!("cannot watch signals: {e}")))?;
     tracing::info!(reason = stop_reason, "unmounting");
     crate::systemd::notify("STOPPING=1");
     match unmounter.as_mut() {
-        Some(unmounter) if stop_reason != "external unmount" => {
+        Some(unmounter) if stop_reason != EXTERNAL_UNMOUNT => {
             if let Err(error) = unmounter.unmount() {
-                tracing::warn!(%error, "unmount failed; trying a lazy unmount");
+                tracing::info!(%error, "unmount failed (files in use?); detaching the mount lazily");
                 lazy_unmount(&mountpoint);
             }
         }
         _ => {}
     }
-    // The FUSE thread ends once the kernel drops the mount. A premounted one
-    // stays until ExecStopPost detaches it; exiting closes the descriptor, so
-    // readers get ENOTCONN rather than hang meanwhile.
-    if !premounted || stop_reason == "external unmount" {
-        match serve.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "FUSE session ended with an error"),
-            Err(_) => tracing::warn!("FUSE thread panicked"),
+    // The FUSE thread ends once the kernel drops the mount, which a lazily
+    // detached one does only when its last file is closed. A premounted one
+    // stays until ExecStopPost detaches it. Either way exiting closes the FUSE
+    // descriptor, so readers still holding files get ENOTCONN rather than hang.
+    if stop_reason == EXTERNAL_UNMOUNT {
+        report_session_end(serve.join());
+    } else if !premounted {
+        let waited = runtime.block_on(wait_for_session_end(&mut ended_rx, &mut signals));
+        match waited {
+            SessionWait::Ended => report_session_end(serve.join()),
+            SessionWait::StillHeld => tracing::warn!(
+                "files or working directories in the mount are still in use; exiting closes \
+                 their connection (they get ENOTCONN)"
+            ),
+            SessionWait::SignalledAgain(signal) => tracing::warn!(
+                signal,
+                "stopping at once; files still in use in the mount get ENOTCONN"
+            ),
         }
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The stop reason when the mount went away without a signal (`umount`).
+const EXTERNAL_UNMOUNT: &str = "external unmount";
+
+/// How long a stop waits for the mount's files to be closed before exiting.
+const SESSION_END_GRACE: Duration = Duration::from_secs(2);
+
+/// The signals the daemon answers, registered once so a second SIGTERM/SIGINT
+/// during shutdown is seen rather than ignored.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl StopSignals {
+    /// Registers the handlers; must run inside the runtime.
+    fn listen() -> io::Result<StopSignals> {
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// How the wait for the FUSE thread after an unmount ended.
+enum SessionWait {
+    Ended,
+    /// Files in the (lazily detached) mount were still open after the grace period.
+    StillHeld,
+    SignalledAgain(&'static str),
+}
+
+/// Waits up to [`SESSION_END_GRACE`] for the FUSE thread to end; a second
+/// SIGTERM/SIGINT ends the wait at once.
+async fn wait_for_session_end(
+    ended: &mut tokio::sync::oneshot::Receiver<()>,
+    signals: &mut StopSignals,
+) -> SessionWait {
+    tokio::select! {
+        _ = ended => SessionWait::Ended,
+        _ = tokio::time::sleep(SESSION_END_GRACE) => SessionWait::StillHeld,
+        _ = signals.terminate.recv() => SessionWait::SignalledAgain("SIGTERM"),
+        _ = signals.interrupt.recv() => SessionWait::SignalledAgain("SIGINT"),
+    }
+}
+
+fn report_session_end(joined: std::thread::Result<io::Result<()>>) {
+    match joined {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "FUSE session ended with an error"),
+        Err(_) => tracing::warn!("FUSE thread panicked"),
+    }
+}
+
+/// Warns when mounting at `mountpoint` hides files already in that directory.
+fn warn_if_hiding_files(mountpoint: &Path) {
+    let occupied = std::fs::read_dir(mountpoint).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied {
+        tracing::warn!(
+            mountpoint = %mountpoint.display(),
+            "the mountpoint is not empty; its files are hidden while gbo-fs is mounted"
+        );
+    }
+}
+
+/// Warns when `--uid` gives the files to a user the kernel will not let in:
+/// without `--allow-other` only the mounting user (and root with
+/// `--auto-unmount`) may enter the mount.
+fn warn_if_owner_is_locked_out(args: &MountArgs) {
+    let Some(uid) = args.uid else { return };
+    let mounting_user = nix::unistd::geteuid().as_raw();
+    if !args.allow_other && uid != mounting_user {
+        tracing::warn!(
+            uid,
+            mounting_user,
+            "--uid gives the files to a user who cannot enter the mount without --allow-other \
+             (every access fails with EACCES); add --allow-other"
+        );
+    }
 }
 
 /// Sends kernel-cache invalidations to fuser's `Notifier` from a thread of its

@@ -191,24 +191,10 @@ pub fn vault_unavailable(error: &StoreError) -> bool {
 /// The start-up token step of `mount` and the one-shot commands: logs in with AppRole when
 /// configured, else checks the token with lookup-self.
 ///
-/// `Ok(Some(lease))`: the token is good (or Vault cannot tell: [`UNKNOWN_LEASE`]).
-/// `Ok(None)`: Vault is down, sealed or slow; check later. `Err`: a clear message for the user, e.g.
-/// [`INVALID_TOKEN_MESSAGE`] for a 403.
+/// `Ok(Ok(lease))`: the token is good (or Vault cannot tell: [`UNKNOWN_LEASE`]).
+/// `Ok(Err(reason))`: Vault is down, sealed or slow; check later. `Err`: a clear message for
+/// the user, e.g. [`INVALID_TOKEN_MESSAGE`] for a 403.
 pub async fn authenticate_at_start(
-    store: &VaultHttpStore,
-    approle: Option<&AppRoleLogin>,
-) -> Result<Option<TokenLease>, String> {
-    match authenticate_or_unavailable(store, approle).await? {
-        Ok(lease) => Ok(Some(lease)),
-        Err(error) => {
-            tracing::debug!(%error, "token check postponed until Vault answers");
-            Ok(None)
-        }
-    }
-}
-
-/// [`authenticate_at_start`] with the reason when Vault is down, sealed or slow (inner `Err`).
-async fn authenticate_or_unavailable(
     store: &VaultHttpStore,
     approle: Option<&AppRoleLogin>,
 ) -> Result<Result<TokenLease, StoreError>, String> {
@@ -261,7 +247,7 @@ pub async fn authenticate_command(
     store: &VaultHttpStore,
     approle: Option<&AppRoleLogin>,
 ) -> Result<(), String> {
-    match authenticate_or_unavailable(store, approle).await? {
+    match authenticate_at_start(store, approle).await? {
         Err(error @ StoreError::Timeout(_)) => Err(format!("{}: {error}", store.address())),
         _ => Ok(()),
     }

@@ -59,10 +59,21 @@ pub fn start(
     store: Arc<VaultHttpStore>,
     settings: UpkeepSettings,
     runtime: &Runtime,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<Started, String> {
     let mut upkeep = Upkeep::new(store, settings);
-    runtime.block_on(upkeep.start_up())?;
-    Ok(runtime.spawn(upkeep.run()))
+    let vault_timed_out = runtime.block_on(upkeep.start_up())?;
+    Ok(Started {
+        task: runtime.spawn(upkeep.run()),
+        vault_timed_out,
+    })
+}
+
+/// The running upkeep task and what its start-up steps saw.
+pub struct Started {
+    pub task: JoinHandle<()>,
+    /// Vault let a start-up request run into the timeout: the next request would most
+    /// likely wait as long again.
+    pub vault_timed_out: bool,
 }
 
 /// The token as last seen by Vault.
@@ -126,7 +137,9 @@ impl Upkeep {
         }
     }
 
-    async fn start_up(&mut self) -> Result<(), String> {
+    /// Unseals (when configured) and checks the token; returns whether Vault let a
+    /// request time out.
+    async fn start_up(&mut self) -> Result<bool, String> {
         if let Some(path) = &self.settings.unseal_keys_file {
             // A bad file is a configuration error: report it now, not at the first seal.
             let keys = unseal::load_unseal_keys(path).map_err(|e| e.to_string())?;
@@ -134,16 +147,27 @@ impl Upkeep {
                 Ok(outcome) => log_outcome(outcome, &self.store),
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, "cannot check the seal yet; retrying in the background");
-                    return Ok(());
+                    let timed_out = matches!(
+                        error,
+                        UnsealError::Vault {
+                            error: StoreError::Timeout(_),
+                            ..
+                        }
+                    );
+                    return Ok(timed_out);
                 }
                 Err(error) => return Err(error.to_string()),
             }
         }
-        match token::authenticate_at_start(&self.store, self.settings.approle.as_ref()).await? {
-            Some(lease) => self.token = TokenStatus::Known(TokenState::new(lease)),
-            None => {
+        let approle = self.settings.approle.as_ref();
+        let mut timed_out = false;
+        match token::authenticate_at_start(&self.store, approle).await? {
+            Ok(lease) => self.token = TokenStatus::Known(TokenState::new(lease)),
+            Err(error) => {
+                tracing::debug!(%error, "token check postponed until Vault answers");
                 tracing::warn!("cannot check the Vault token yet; retrying in the background");
                 self.token = TokenStatus::Unknown;
+                timed_out = matches!(error, StoreError::Timeout(_));
             }
         }
         if let TokenStatus::Known(state) = self.token {
@@ -153,7 +177,7 @@ impl Upkeep {
                 "Vault token checked"
             );
         }
-        Ok(())
+        Ok(timed_out)
     }
 
     async fn run(mut self) {

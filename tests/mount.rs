@@ -603,3 +603,139 @@ fn a_key_that_cannot_be_a_file_name_is_hidden_and_warned_about_once_without_its_
     assert!(warnings[0].contains("gbo/odd") && warnings[0].contains("a/b"));
     assert!(!log.contains("hidden-odd-value"));
 }
+
+/// A process kept alive for a test, killed when the test ends (even on failure).
+struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sigterm_exits_zero_and_unmounts_while_a_process_holds_a_file_and_its_cwd_in_the_mount() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mut mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let mountpoint = std::fs::canonicalize(&mount.mountpoint).unwrap();
+    // A shell in the mount with a secret on its stdin, then `sleep` in its place.
+    let holder = Command::new("sh")
+        .args(["-c", "exec sleep 60 < gbo/llm/openai_key"])
+        .current_dir(&mountpoint)
+        .spawn()
+        .expect("spawn holder");
+    let holder = Holder(holder);
+    let comm = format!("/proc/{}/comm", holder.0.id());
+    assert!(common::wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&comm).is_ok_and(|name| name.trim() == "sleep")
+    }));
+
+    let status = mount.stop_within(Signal::SIGTERM, Duration::from_secs(20));
+    let log = mount.log_text();
+    let status = status.unwrap_or_else(|| panic!("still running 20 s after SIGTERM; log:\n{log}"));
+    assert!(status.success(), "{status}; log:\n{log}");
+    assert!(
+        !gbo_fs::daemon::is_mount_point(&mountpoint),
+        "still in mountinfo; log:\n{log}"
+    );
+    assert!(log.contains("still in use"), "{log}");
+}
+
+#[test]
+fn isatty_and_fsync_on_secrets_answer_enotty_and_success_and_log_no_warning() {
+    use std::os::fd::AsRawFd;
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let key = mount.path("gbo/llm/openai_key");
+    // Python's open() asks isatty() (ioctl TCGETS) of every file it opens.
+    let script = format!("assert open({:?}).read() == 'sk-openai-123'", key);
+    match Command::new("python3").args(["-c", &script]).output() {
+        Ok(output) => common::assert_succeeded(&output),
+        Err(error) => eprintln!("python3 part skipped: {error}"),
+    }
+    let file = std::fs::File::open(&key).unwrap();
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: an open descriptor and a termios-sized buffer, as TCGETS expects.
+    let got = unsafe { libc::ioctl(file.as_raw_fd(), libc::TCGETS, termios.as_mut_ptr()) };
+    assert_eq!(got, -1);
+    assert_eq!(errno_of(&std::io::Error::last_os_error()), libc::ENOTTY);
+    file.sync_all().expect("fsync of a secret");
+    std::fs::File::open(mount.path("gbo/llm"))
+        .unwrap()
+        .sync_all()
+        .expect("fsync of a folder");
+    let log = mount.log_text();
+    assert!(!log.contains("Not Implemented"), "{log}");
+}
+
+#[test]
+fn uid_without_allow_other_warns_that_the_user_is_locked_out() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let locked_out = Mount::start(&server.addr(), &server.token(), &["--uid", "4242"]);
+    let log = locked_out.log_text();
+    assert!(
+        log.contains("WARN") && log.contains("add --allow-other"),
+        "{log}"
+    );
+    let with_allow_other = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["--uid", "4242", "--allow-other"],
+    );
+    assert!(!with_allow_other.log_text().contains("add --allow-other"));
+    let plain = Mount::start(&server.addr(), &server.token(), &[]);
+    assert!(!plain.log_text().contains("add --allow-other"));
+}
+
+#[test]
+fn mounting_over_a_non_empty_directory_warns_naming_it() {
+    if !fuse_available() {
+        return;
+    }
+    let server = botserver_layout();
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().join("occupied");
+    std::fs::create_dir(&mountpoint).unwrap();
+    std::fs::write(mountpoint.join("notes.txt"), "hidden while mounted").unwrap();
+    let over_files = Mount::start_at(dir, mountpoint, &server.addr(), &server.token(), &[]);
+    let log = over_files.log_text();
+    let shown = std::fs::canonicalize(&over_files.mountpoint).unwrap();
+    assert!(
+        log.contains("not empty") && log.contains(&*shown.to_string_lossy()),
+        "{log}"
+    );
+    let empty = Mount::start(&server.addr(), &server.token(), &[]);
+    assert!(!empty.log_text().contains("not empty"));
+}
+
+#[test]
+fn a_vault_that_never_answers_gets_a_mount_without_a_layout_probe_and_reads_fail_with_eio() {
+    if !fuse_available() {
+        return;
+    }
+    let (addr, requests) = common::silent_recording_listener();
+    let mount = Mount::start(&addr, "never-checked", &["--vault-timeout", "1"]);
+    let before_any_read = requests.lock().unwrap().clone();
+    assert!(
+        before_any_read.iter().any(|r| r.contains("lookup-self")),
+        "{before_any_read:?}"
+    );
+    assert!(
+        !before_any_read.iter().any(|r| r.contains("/sys/")),
+        "the timed-out token check was followed by a layout probe: {before_any_read:?}"
+    );
+    let error = std::fs::read_dir(mount.path("gbo"))
+        .and_then(|mut d| d.next().transpose())
+        .unwrap_err();
+    assert_eq!(errno_of(&error), libc::EIO);
+}

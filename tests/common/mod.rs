@@ -87,6 +87,32 @@ pub fn silent_listener() -> String {
     addr
 }
 
+/// Like [`silent_listener`], and also records the request line (`GET /v1/... HTTP/1.1`) of
+/// every request it receives, so a test can tell which Vault calls were made.
+pub fn silent_recording_listener() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let recorded = recorded.clone();
+            // Reads the request line, then keeps the connection open without answering.
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_ok() && !line.is_empty() {
+                    recorded.lock().unwrap().push(line.trim_end().to_string());
+                }
+                let mut rest = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
+            });
+        }
+    });
+    (addr, requests)
+}
+
 /// A folder holding an old-style `.env` with one secret variable (for `gbo-fs migrate`),
 /// under the name `name`.
 pub fn dir_with_old_env(name: &str) -> tempfile::TempDir {
@@ -233,22 +259,33 @@ impl Mount {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Sends a signal and waits (bounded) for the daemon to exit.
+    /// Sends a signal and waits (up to 10 s) for the daemon to exit: its exit status,
+    /// or `None` when it had to be killed.
     pub fn stop_with(
         &mut self,
         signal: nix::sys::signal::Signal,
+    ) -> Option<std::process::ExitStatus> {
+        self.stop_within(signal, Duration::from_secs(10))
+    }
+
+    /// Sends a signal and waits up to `limit` for the daemon to exit: its exit status,
+    /// or `None` when it was still running (it is then killed).
+    pub fn stop_within(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        limit: Duration,
     ) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, signal);
         let mut status = None;
-        wait_until(Duration::from_secs(10), || {
+        wait_until(limit, || {
             status = child.try_wait().ok().flatten();
             status.is_some()
         });
         if status.is_none() {
             let _ = child.kill();
-            status = child.wait().ok();
+            let _ = child.wait();
         }
         status
     }
