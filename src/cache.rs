@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -98,19 +98,26 @@ struct Entry<V> {
 
 /// Whether Vault is failing right now, as the fetches of one filesystem saw it:
 /// set when a fetch fails transiently or a reader gives up waiting for one,
-/// cleared by any answer. While it is set, an expired value is served at once
-/// (its refresh goes on in the background) instead of each path waiting out
-/// `stale_wait` in turn.
+/// cleared by any answer, and forgotten [`OUTAGE_MEMORY`] after the last failure
+/// (when every path backs off, no answer may come for a while to clear it).
+/// While it is on, an expired value is served at once (its refresh goes on in
+/// the background) instead of each path waiting out `stale_wait` in turn.
 #[derive(Debug, Default)]
-pub struct Outage(AtomicBool);
+pub struct Outage(Mutex<Option<Instant>>);
+
+/// How long after its last failure Vault still counts as failing.
+pub const OUTAGE_MEMORY: Duration = Duration::from_secs(5);
 
 impl Outage {
     pub fn is_on(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0
+            .lock()
+            .unwrap()
+            .is_some_and(|failed| failed.elapsed() < OUTAGE_MEMORY)
     }
 
     fn set(&self, on: bool) {
-        self.0.store(on, Ordering::Relaxed);
+        *self.0.lock().unwrap() = on.then(Instant::now);
     }
 }
 
@@ -265,13 +272,14 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             .collect()
     }
 
-    /// Fetches `key` again now (sharing an in-flight fetch) and stores the answer.
-    pub async fn refresh<F, Fut>(&self, key: &str, fetch: F)
+    /// Fetches `key` again now (sharing an in-flight fetch), stores the answer
+    /// and returns it.
+    pub async fn refresh<F, Fut>(&self, key: &str, fetch: F) -> Answer<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Answer<V>> + Send + 'static,
     {
-        let _ = self.join_or_start_fetch(key, fetch).await;
+        self.join_or_start_fetch(key, fetch).await
     }
 
     fn join_or_start_fetch<F, Fut>(&self, key: &str, fetch: F) -> InFlight<V>
@@ -723,7 +731,7 @@ mod tests {
         assert!(cache.due_for_refresh().is_empty(), "nothing expired yet");
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(cache.due_for_refresh(), vec!["read".to_string()]);
-        cache.refresh("read", || async { Ok(Some(3)) }).await;
+        let _ = cache.refresh("read", || async { Ok(Some(3)) }).await;
         assert!(cache.due_for_refresh().is_empty());
         let got = fetch_counted(&cache, "read", &calls, Ok(Some(9)))
             .await

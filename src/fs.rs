@@ -435,14 +435,15 @@ impl SecretFs {
             let fs = self.clone();
             tokio::spawn(async move {
                 let fetch = fs.secret_fetch(&path);
-                fs.secrets.refresh(&path, fetch).await;
+                // The answer is stored (or the path backs off); no reader waits on it.
+                let _ = fs.secrets.refresh(&path, fetch).await;
             });
         }
         for path in folders_due {
             let fs = self.clone();
             tokio::spawn(async move {
                 let fetch = fs.listing_fetch(&path);
-                fs.folders.refresh(&path, fetch).await;
+                let _ = fs.folders.refresh(&path, fetch).await;
             });
         }
         count
@@ -701,12 +702,24 @@ impl SecretFs {
                 // and negative TTL, however many absent names are looked up; none
                 // while Vault is failing, so an absent name never waits on it).
                 if listed(&entries, name).is_none()
-                    && !self.folders.vault_failing()
                     && self
                         .folders
                         .is_older_than(path, self.folders.negative_lifetime())
                 {
-                    self.folders.refresh(path, self.listing_fetch(path)).await;
+                    // Absence is only known from a listing Vault just gave: when it
+                    // cannot give one (failing, or known to be), the name may well
+                    // exist, so the answer is EIO rather than ENOENT.
+                    if self.folders.vault_failing() {
+                        let unconfirmed = StoreError::Unreachable(
+                            "failing; a name missing from the cached listing cannot be confirmed absent"
+                                .into(),
+                        );
+                        let _: Option<()> = self.note_outcome(path, "list", Err(unconfirmed))?;
+                    }
+                    let refreshed = self.folders.refresh(path, self.listing_fetch(path)).await;
+                    if let Err(error) = refreshed.map(|_| ()) {
+                        let _: Option<()> = self.note_outcome(path, "list", Err(error))?;
+                    }
                     entries = self.listing(path).await?;
                 }
                 let is_secret = listed(&entries, name).ok_or(FsError::NotFound)?;

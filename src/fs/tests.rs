@@ -56,13 +56,19 @@ async fn a_secret_key_reads_as_its_exact_value_without_newline() {
     );
 }
 
-#[tokio::test]
-async fn a_secret_created_after_its_folder_was_listed_shows_once_not_found_expires() {
-    let store = seeded();
+/// A filesystem with a 300 ms negative TTL whose `gbo` folder is listed (cached).
+async fn fs_with_the_top_folder_listed(store: &Arc<MemoryStore>) -> SecretFs {
     let mut config = FsConfig::new("gbo");
     config.cache.negative_ttl = Duration::from_millis(300);
     let fs = SecretFs::new(store.clone(), config);
     assert_eq!(names(&fs, "gbo").await, vec!["bots", "llm", "tables"]);
+    fs
+}
+
+#[tokio::test]
+async fn a_secret_created_after_its_folder_was_listed_shows_once_not_found_expires() {
+    let store = seeded();
+    let fs = fs_with_the_top_folder_listed(&store).await;
     store.put_str("gbo/created", &[("k", "new-value")]);
     assert!(
         matches!(cat(&fs, "gbo/created/k").await, Err(FsError::NotFound)),
@@ -80,6 +86,31 @@ async fn a_secret_created_after_its_folder_was_listed_shows_once_not_found_expir
         store.lists(),
         lists_before + 1,
         "absent names do not list again within the negative TTL"
+    );
+}
+
+#[tokio::test]
+async fn a_name_missing_from_a_listing_vault_cannot_refresh_is_eio_not_enoent() {
+    let store = seeded();
+    let fs = fs_with_the_top_folder_listed(&store).await;
+    assert_eq!(cat(&fs, "gbo/llm/openai_key").await.unwrap(), b"sk-openai");
+    store.put_str("gbo/created", &[("k", "new-value")]);
+    // Waits out the negative TTL: that is the behaviour under test.
+    std::thread::sleep(Duration::from_millis(350));
+    store.fail("gbo", StoreError::Sealed);
+    let errors_before = fs.vault_errors.load(Ordering::Relaxed);
+    for _ in 0..2 {
+        let error = cat(&fs, "gbo/created/k").await.unwrap_err();
+        assert_eq!(error.errno(), libc::EIO, "{error}");
+    }
+    assert!(
+        fs.vault_errors.load(Ordering::Relaxed) > errors_before,
+        "counted"
+    );
+    assert_eq!(
+        cat(&fs, "gbo/llm/openai_key").await.unwrap(),
+        b"sk-openai",
+        "cached names are still served"
     );
 }
 
