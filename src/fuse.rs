@@ -108,8 +108,12 @@ fn file_type(kind: NodeType) -> FileType {
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
-        let wanted =
-            fuser::InitFlags::FUSE_AUTO_INVAL_DATA | fuser::InitFlags::FUSE_NO_OPEN_SUPPORT;
+        // Without PARALLEL_DIROPS the kernel serializes lookups in one directory:
+        // readers of different secrets in a folder would queue behind one slow
+        // Vault answer, each then waiting a timeout of its own.
+        let wanted = fuser::InitFlags::FUSE_AUTO_INVAL_DATA
+            | fuser::InitFlags::FUSE_NO_OPEN_SUPPORT
+            | fuser::InitFlags::FUSE_PARALLEL_DIROPS;
         let unsupported = config
             .add_capabilities(wanted)
             .err()

@@ -278,3 +278,31 @@ fn a_reader_that_only_preads_an_open_file_still_sees_a_rotation() {
     });
     assert!(rotated, "the rotation never reached a pread-only reader");
 }
+
+#[test]
+fn readers_of_different_secrets_in_one_folder_share_one_hanging_listing_not_queue() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    for i in 0..8 {
+        server.put_str("secret", &format!("gbo/many/s{i}"), &[("k", "v")]);
+    }
+    let mount = Mount::start(&server.addr(), &server.token(), &["--vault-timeout", "1"]);
+    server.set_path_fault("secret/metadata/gbo/many", Fault::Hang);
+    let errors: Vec<i32> = std::thread::scope(|scope| {
+        let readers: Vec<_> = (0..8)
+            .map(|i| {
+                let path = mount.path(&format!("gbo/many/s{i}/k"));
+                scope.spawn(move || errno_of(&std::fs::read(path).unwrap_err()))
+            })
+            .collect();
+        readers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    assert!(errors.iter().all(|&e| e == libc::EIO), "{errors:?}");
+    // Lookups in one directory run in parallel (FUSE_PARALLEL_DIROPS) and join
+    // one LIST; serialized, each would have started a LIST of its own in turn.
+    let lists = server.requests_under("secret/metadata/gbo/many");
+    assert!(lists < 8, "{lists} LISTs for 8 concurrent readers");
+    server.clear_faults();
+}
