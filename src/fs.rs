@@ -714,11 +714,11 @@ impl SecretFs {
                             "failing; a name missing from the cached listing cannot be confirmed absent"
                                 .into(),
                         );
-                        let _: Option<()> = self.note_outcome(path, "list", Err(unconfirmed))?;
+                        return Err(self.vault_failure(path, "list", unconfirmed));
                     }
                     let refreshed = self.folders.refresh(path, self.listing_fetch(path)).await;
-                    if let Err(error) = refreshed.map(|_| ()) {
-                        let _: Option<()> = self.note_outcome(path, "list", Err(error))?;
+                    if let Err(error) = refreshed {
+                        return Err(self.vault_failure(path, "list", error));
                     }
                     entries = self.listing(path).await?;
                 }
@@ -1128,16 +1128,20 @@ impl SecretFs {
                 self.warnings.clear(path);
                 Ok(cached.value)
             }
-            Err(source) => {
-                self.vault_errors.fetch_add(1, Ordering::Relaxed);
-                if self.warnings.first(path, &format!("{operation}:{source}")) {
-                    tracing::warn!(path, operation, error = %source, "Vault request failed");
-                }
-                Err(FsError::Store {
-                    path: path.to_string(),
-                    source,
-                })
-            }
+            Err(source) => Err(self.vault_failure(path, operation, source)),
+        }
+    }
+
+    /// Counts a failed Vault operation, logs it once per path and kind, and
+    /// returns it as the file operation's error.
+    fn vault_failure(&self, path: &str, operation: &str, source: StoreError) -> FsError {
+        self.vault_errors.fetch_add(1, Ordering::Relaxed);
+        if self.warnings.first(path, &format!("{operation}:{source}")) {
+            tracing::warn!(path, operation, error = %source, "Vault request failed");
+        }
+        FsError::Store {
+            path: path.to_string(),
+            source,
         }
     }
 }
