@@ -120,8 +120,8 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
 
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName("gbo-fs".into()),
-        MountOption::Subtype("gbo-fs".into()),
+        MountOption::FSName(crate::premount::FS_NAME.into()),
+        MountOption::Subtype(crate::premount::FS_NAME.into()),
         MountOption::RO,
         MountOption::NoSuid,
         MountOption::NoDev,
@@ -409,34 +409,51 @@ pub fn is_mount_point(path: &Path) -> bool {
     mounted_fs_type(path).is_some()
 }
 
-/// Whether the topmost mount at `path` is a gbo-fs one: `fuse.gbo-fs` when
-/// `premount` made it, or `fuse` with the source `gbo-fs` when the daemon did
-/// (fuser's own mount does not apply the subtype).
+/// The topmost mount at a path, as mountinfo lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountedFs {
+    /// e.g. `fuse.gbo-fs`, `fuse`, `tmpfs`.
+    pub fs_type: String,
+    /// The mount's source field, e.g. `gbo-fs`.
+    pub source: String,
+}
+
+impl MountedFs {
+    /// A gbo-fs mount: `fuse.gbo-fs` when `premount` made it, or `fuse` with the
+    /// source `gbo-fs` when the daemon did (fuser's own mount does not apply the
+    /// subtype).
+    pub fn is_gbo_fs(&self) -> bool {
+        use crate::premount::{FS_NAME, FS_TYPE};
+        self.fs_type == FS_TYPE || (self.fs_type == "fuse" && self.source == FS_NAME)
+    }
+}
+
+/// Whether the topmost mount at `path` is a gbo-fs one (see [`MountedFs::is_gbo_fs`]).
 pub fn is_gbo_fs_mount(path: &Path) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
-        .and_then(|table| filesystem_in_mountinfo(&table, path))
-        .is_some_and(|(fs_type, source)| {
-            fs_type == crate::premount::FS_TYPE || (fs_type == "fuse" && source == "gbo-fs")
-        })
+    mounted_filesystem(path).is_some_and(|mounted| mounted.is_gbo_fs())
 }
 
 /// The filesystem type of the topmost mount at `path` (e.g. `fuse.gbo-fs`),
 /// per `/proc/self/mountinfo`; `None` when nothing is mounted there.
 pub fn mounted_fs_type(path: &Path) -> Option<String> {
+    mounted_filesystem(path).map(|mounted| mounted.fs_type)
+}
+
+/// The topmost mount at `path` per `/proc/self/mountinfo`; `None` when nothing
+/// is mounted there.
+pub fn mounted_filesystem(path: &Path) -> Option<MountedFs> {
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    fs_type_in_mountinfo(&table, path)
+    filesystem_in_mountinfo(&table, path)
 }
 
 /// The filesystem type of the topmost mount at `path` in a mountinfo `table`
 /// (that of `/proc/PID/mountinfo`).
 pub fn fs_type_in_mountinfo(table: &str, path: &Path) -> Option<String> {
-    filesystem_in_mountinfo(table, path).map(|(fs_type, _)| fs_type)
+    filesystem_in_mountinfo(table, path).map(|mounted| mounted.fs_type)
 }
 
-/// The filesystem type and source of the topmost mount at `path` in a mountinfo
-/// `table`.
-fn filesystem_in_mountinfo(table: &str, path: &Path) -> Option<(String, String)> {
+/// The topmost mount at `path` in a mountinfo `table`.
+fn filesystem_in_mountinfo(table: &str, path: &Path) -> Option<MountedFs> {
     let wanted = path.to_string_lossy();
     table
         .lines()
@@ -449,7 +466,7 @@ fn filesystem_in_mountinfo(table: &str, path: &Path) -> Option<(String, String)>
             let mut fields = line.split(" - ").nth(1)?.split(' ');
             let fs_type = fields.next()?.to_string();
             let source = unescape_mountinfo(fields.next()?);
-            Some((fs_type, source))
+            Some(MountedFs { fs_type, source })
         })
         .next_back()
 }

@@ -14,7 +14,10 @@ use crate::cli::MountArgs;
 use crate::daemon::{lazy_unmount, prepare_mountpoint, DaemonError};
 use crate::systemd;
 
-/// The filesystem type gbo-fs mounts show in /proc/self/mountinfo.
+/// The source (and subtype) name of every gbo-fs mount.
+pub const FS_NAME: &str = "gbo-fs";
+
+/// The filesystem type a `premount` mount shows in /proc/self/mountinfo.
 pub const FS_TYPE: &str = "fuse.gbo-fs";
 
 /// How long systemd gets to confirm it stored the descriptor.
@@ -79,7 +82,7 @@ pub fn mount_fuse_device(mountpoint: &Path, allow_other: bool) -> Result<OwnedFd
         | MsFlags::MS_NOEXEC
         | MsFlags::MS_NOATIME;
     nix::mount::mount(
-        Some("gbo-fs"),
+        Some(FS_NAME),
         mountpoint,
         Some(FS_TYPE),
         flags,
@@ -105,9 +108,9 @@ pub fn run_unmount(path: &Path) -> Result<Unmounted, DaemonError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    match crate::daemon::mounted_fs_type(&absolute) {
+    match crate::daemon::mounted_filesystem(&absolute) {
         None => Ok(Unmounted::NothingMounted),
-        Some(_) if crate::daemon::is_gbo_fs_mount(&absolute) => {
+        Some(mounted) if mounted.is_gbo_fs() => {
             nix::mount::umount2(&absolute, nix::mount::MntFlags::MNT_DETACH).map_err(|e| {
                 DaemonError::Mountpoint {
                     path: absolute.display().to_string(),
@@ -118,7 +121,7 @@ pub fn run_unmount(path: &Path) -> Result<Unmounted, DaemonError> {
         }
         Some(other) => Err(DaemonError::Mountpoint {
             path: absolute.display().to_string(),
-            reason: format!("holds a {other} mount, not gbo-fs; left alone"),
+            reason: format!("holds a {} mount, not gbo-fs; left alone", other.fs_type),
         }),
     }
 }
