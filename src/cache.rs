@@ -75,8 +75,9 @@ pub struct Cached<V> {
 
 type Answer<V> = Result<Option<V>, StoreError>;
 type InFlight<V> = Shared<BoxFuture<'static, Answer<V>>>;
-/// Called with a key whose value changed (rotated, deleted or revoked).
-pub type ChangeListener = Arc<dyn Fn(&str) + Send + Sync>;
+/// Called with a key whose value changed (rotated, deleted or revoked) and the
+/// value it holds now (`None` when deleted or revoked).
+pub type ChangeListener<V> = Arc<dyn Fn(&str, Option<&V>) + Send + Sync>;
 
 /// First retry delay after a failed refresh; doubles per failure up to [`MAX_BACKOFF`].
 pub const BASE_BACKOFF: Duration = Duration::from_millis(500);
@@ -127,7 +128,7 @@ struct Inner<V> {
     entries: Mutex<LruCache<String, Entry<V>>>,
     in_flight: Mutex<HashMap<String, InFlight<V>>>,
     stats: CacheStats,
-    listener: std::sync::OnceLock<ChangeListener>,
+    listener: std::sync::OnceLock<ChangeListener<V>>,
 }
 
 /// A TTL + LRU cache of fetched answers. Cloning shares the cache.
@@ -165,7 +166,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
     }
 
     /// Registers the one listener told about changed keys (set once).
-    pub fn on_change(&self, listener: ChangeListener) {
+    pub fn on_change(&self, listener: ChangeListener<V>) {
         let _ = self.inner.listener.set(listener);
     }
 
@@ -301,7 +302,8 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             inner.in_flight.lock().unwrap().remove(&owned_key);
             if changed {
                 if let Some(listener) = inner.listener.get() {
-                    listener(&owned_key);
+                    let now = answer.as_ref().ok().and_then(|value| value.as_ref());
+                    listener(&owned_key, now);
                 }
             }
             answer
@@ -691,8 +693,8 @@ mod tests {
         let cache = FetchCache::new(policy(10));
         let changed = Arc::new(Mutex::new(Vec::new()));
         let sink = changed.clone();
-        cache.on_change(Arc::new(move |key: &str| {
-            sink.lock().unwrap().push(key.to_string())
+        cache.on_change(Arc::new(move |key: &str, now: Option<&u32>| {
+            sink.lock().unwrap().push((key.to_string(), now.copied()))
         }));
         let calls = Arc::new(AtomicUsize::new(0));
         fetch_counted(&cache, "k", &calls, Ok(Some(1)))
@@ -711,7 +713,7 @@ mod tests {
         let _ = fetch_counted(&cache, "k", &calls, Err(StoreError::PermissionDenied)).await;
         assert_eq!(
             *changed.lock().unwrap(),
-            vec!["k".to_string(), "k".to_string()]
+            vec![("k".to_string(), Some(2)), ("k".to_string(), None)]
         );
     }
 

@@ -310,15 +310,22 @@ fn warn_if_owner_is_locked_out(args: &MountArgs) {
 /// own: a notification written from a task that the kernel is waiting on for
 /// the same inode could deadlock.
 fn kernel_invalidator(notifier: fuser::Notifier) -> crate::fs::Invalidator {
-    let (sender, receiver) = std::sync::mpsc::channel::<u64>();
+    use crate::fs::Invalidation;
+    let (sender, receiver) = std::sync::mpsc::channel::<Invalidation>();
     let spawned = std::thread::Builder::new()
         .name("gbo-fs-invalidate".into())
         .spawn(move || {
-            for ino in receiver {
-                // ENOENT only means the kernel holds nothing for this inode.
-                if let Err(error) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+            for invalidation in receiver {
+                let sent = match &invalidation {
+                    Invalidation::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
+                    Invalidation::Entry { parent, name } => {
+                        notifier.inval_entry(fuser::INodeNo(*parent), std::ffi::OsStr::new(&**name))
+                    }
+                };
+                // ENOENT only means the kernel holds nothing for this inode or name.
+                if let Err(error) = sent {
                     if error.raw_os_error() != Some(libc::ENOENT) {
-                        tracing::debug!(ino, %error, "kernel cache invalidation failed");
+                        tracing::debug!(?invalidation, %error, "kernel cache invalidation failed");
                     }
                 }
             }
@@ -327,8 +334,8 @@ fn kernel_invalidator(notifier: fuser::Notifier) -> crate::fs::Invalidator {
         tracing::warn!(%error, "no invalidation thread; rotations reach readers at the kernel TTL");
     }
     let sender = std::sync::Mutex::new(sender);
-    Arc::new(move |ino| {
-        let _ = sender.lock().unwrap().send(ino);
+    Arc::new(move |invalidation| {
+        let _ = sender.lock().unwrap().send(invalidation);
     })
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -23,6 +23,9 @@ use crate::config_csv::{MissingReference, Rendered};
 use crate::source_access::SourceReader;
 use crate::vault::{ListEntry, Secret, SecretBytes, SecretStore, StoreError};
 use crate::views::{self, ConfigSources, FetchOutcome, ReferenceCheck, VIEW_NAME};
+
+mod inodes;
+use inodes::{InodeTable, KeyVersion, NodeKind, Reconciled};
 
 /// Inode number of the mount root.
 pub const ROOT_INO: u64 = 1;
@@ -144,74 +147,6 @@ impl FsConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum NodeKind {
-    Root,
-    /// A Vault folder and/or secret at `path`. `is_secret` when Vault listed it as a secret.
-    Folder {
-        path: Arc<str>,
-        is_secret: bool,
-    },
-    /// One key of the secret at `path` (the path is shared with its folder's node).
-    SecretFile {
-        path: Arc<str>,
-        key: Box<str>,
-    },
-    /// A botserver package directory (`<name>.gbai`).
-    Package {
-        dir: PathBuf,
-    },
-    /// A bot directory (`<bot>.gbot`) holding a config.csv.
-    Bot {
-        dir: PathBuf,
-    },
-    /// A rendered config.csv view of `source`.
-    View {
-        source: PathBuf,
-    },
-    /// The hidden control directory.
-    Control,
-    /// The daemon's status as JSON.
-    Status,
-}
-
-#[derive(Default)]
-struct InodeTable {
-    nodes: HashMap<u64, Arc<NodeKind>>,
-    /// Children by name, per parent inode.
-    children: HashMap<u64, HashMap<Box<str>, u64>>,
-    next_ino: u64,
-}
-
-impl InodeTable {
-    fn new() -> InodeTable {
-        let mut table = InodeTable {
-            next_ino: ROOT_INO + 1,
-            ..Default::default()
-        };
-        table.nodes.insert(ROOT_INO, Arc::new(NodeKind::Root));
-        table
-    }
-
-    /// The inode for `name` under `parent`, created (or re-typed) as `kind`.
-    fn intern(&mut self, parent: u64, name: &str, kind: NodeKind) -> u64 {
-        if let Some(&ino) = self.children.get(&parent).and_then(|c| c.get(name)) {
-            if self.nodes.get(&ino).map(|k| **k != kind).unwrap_or(true) {
-                self.nodes.insert(ino, Arc::new(kind));
-            }
-            return ino;
-        }
-        let ino = self.next_ino;
-        self.next_ino += 1;
-        self.nodes.insert(ino, Arc::new(kind));
-        self.children
-            .entry(parent)
-            .or_default()
-            .insert(name.into(), ino);
-        ino
-    }
-}
-
 /// Logs each distinct problem once until the path works again.
 #[derive(Default)]
 struct WarnOnce {
@@ -248,17 +183,6 @@ fn allow_denied(error: FsError) -> Result<(), FsError> {
     }
 }
 
-/// Registers a change listener on either fetch cache.
-trait ListenFor {
-    fn listen(&self, listener: crate::cache::ChangeListener);
-}
-
-impl<V: Clone + PartialEq + Send + Sync + 'static> ListenFor for FetchCache<V> {
-    fn listen(&self, listener: crate::cache::ChangeListener) {
-        self.on_change(listener);
-    }
-}
-
 /// Bytes `[offset, offset + size)` of `content`, clipped to its end.
 fn slice(content: &[u8], offset: u64, size: u32) -> SecretBytes {
     let start = usize::try_from(offset)
@@ -278,57 +202,167 @@ pub fn is_valid_file_name(name: &str) -> bool {
         && name.len() <= MAX_NAME_BYTES
 }
 
-/// The filesystem core over one secret store.
-/// Tells the kernel to forget what it cached for an inode (fuser's `Notifier`).
-pub type Invalidator = Arc<dyn Fn(u64) + Send + Sync>;
+/// How long an inode that showed a rotated value keeps showing it: a reader in
+/// the middle of it finishes with one whole value (new opens already see the new
+/// one). Then it follows the rotation, for readers that keep a file open and read
+/// it again.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(1);
 
-/// Remembers when each secret path last changed, and who to tell.
-#[derive(Default)]
+/// What the kernel should forget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// An inode's attributes and cached pages.
+    Inode(u64),
+    /// The name `name` in the directory `parent`: its next use looks it up again.
+    Entry { parent: u64, name: Box<str> },
+}
+
+/// Tells the kernel to forget what it cached (fuser's `Notifier`).
+pub type Invalidator = Arc<dyn Fn(Invalidation) + Send + Sync>;
+
+/// Remembers when each secret path last changed, keeps inodes in step with
+/// changes, and tells the kernel.
 struct ChangeTracker {
     changed_at: Mutex<HashMap<String, SystemTime>>,
     latest: Mutex<Option<SystemTime>>,
     invalidator: std::sync::OnceLock<Invalidator>,
+    inodes: Arc<Mutex<InodeTable>>,
+    /// Retired key files waiting out [`ROTATION_GRACE`] before they follow.
+    following: Mutex<HashSet<u64>>,
 }
 
 impl ChangeTracker {
-    /// Records a change of `path` and invalidates the inodes that show it: the
-    /// directory of that path (its entries may differ), and for a secret also
-    /// its key files and every config.csv view.
-    fn path_changed(&self, path: &str, secret: bool, inodes: &Mutex<InodeTable>) {
+    fn new(inodes: Arc<Mutex<InodeTable>>) -> ChangeTracker {
+        ChangeTracker {
+            changed_at: Mutex::default(),
+            latest: Mutex::default(),
+            invalidator: std::sync::OnceLock::new(),
+            inodes,
+            following: Mutex::default(),
+        }
+    }
+
+    fn tell_kernel(&self, invalidations: Vec<Invalidation>) {
+        if let Some(invalidate) = self.invalidator.get() {
+            for invalidation in invalidations {
+                invalidate(invalidation);
+            }
+        }
+    }
+
+    /// Records a change of `path`. A folder listing: its directory is invalidated.
+    /// A secret (`now` is its value, `None` when deleted or revoked): its
+    /// directory and every config.csv view are invalidated; each key file whose
+    /// value changed is retired (its name is dropped, so the next open finds a
+    /// new inode with the new value) and follows later; a revoked key's file
+    /// stops showing its value at once.
+    fn path_changed(self: &Arc<Self>, path: &str, secret: Option<Option<&Arc<Secret>>>) {
         let now = SystemTime::now();
         self.changed_at
             .lock()
             .unwrap()
             .insert(path.to_string(), now);
         *self.latest.lock().unwrap() = Some(now);
-        let affected: Vec<u64> = inodes
-            .lock()
-            .unwrap()
-            .nodes
-            .iter()
-            .filter(|(_, kind)| match &***kind {
-                NodeKind::Folder { path: p, .. } => &**p == path,
-                NodeKind::SecretFile { path: p, .. } => secret && &**p == path,
-                NodeKind::View { .. } => secret,
-                _ => false,
-            })
-            .map(|(ino, _)| *ino)
-            .collect();
-        tracing::info!(
-            path,
-            inodes = affected.len(),
-            what = if secret { "secret" } else { "folder listing" },
-            "changed; invalidating kernel caches"
-        );
-        if let Some(invalidate) = self.invalidator.get() {
-            for ino in affected {
-                invalidate(ino);
+        let mut invalidations = Vec::new();
+        let mut follow = Vec::new();
+        {
+            let mut table = self.inodes.lock().unwrap();
+            let affected: Vec<(u64, NodeKind)> = table
+                .nodes()
+                .filter(|(_, kind)| match kind {
+                    NodeKind::Folder { path: p, .. } | NodeKind::SecretFile { path: p, .. } => {
+                        &**p == path
+                    }
+                    NodeKind::View { .. } => secret.is_some(),
+                    _ => false,
+                })
+                .map(|(ino, kind)| (ino, kind.clone()))
+                .collect();
+            for (ino, kind) in affected {
+                let NodeKind::SecretFile { key, .. } = &kind else {
+                    invalidations.push(Invalidation::Inode(ino));
+                    continue;
+                };
+                let Some(now_held) = secret else { continue };
+                match now_held.filter(|s| s.values.contains_key(&**key)) {
+                    Some(current) => match table.reconcile(ino, key, current, now).1 {
+                        Reconciled::Current => {}
+                        Reconciled::JustRetired { parent, name } => {
+                            invalidations.push(Invalidation::Entry { parent, name });
+                            follow.push((ino, key.clone(), current.clone()));
+                        }
+                        Reconciled::Retired => follow.push((ino, key.clone(), current.clone())),
+                    },
+                    None => {
+                        if let Some((parent, name)) = table.revoke(ino) {
+                            invalidations.push(Invalidation::Entry { parent, name });
+                        }
+                        invalidations.push(Invalidation::Inode(ino));
+                    }
+                }
             }
         }
+        tracing::info!(
+            path,
+            inodes = invalidations.len() + follow.len(),
+            what = if secret.is_some() {
+                "secret"
+            } else {
+                "folder listing"
+            },
+            "changed; invalidating kernel caches"
+        );
+        self.tell_kernel(invalidations);
+        for (ino, key, current) in follow {
+            self.follow_later(ino, key, current);
+        }
+    }
+
+    /// After [`ROTATION_GRACE`], makes the retired key file `ino` show `current`
+    /// (unless a later change got there first) and drops what the kernel cached.
+    fn follow_later(self: &Arc<Self>, ino: u64, key: Box<str>, current: Arc<Secret>) {
+        if !self.following.lock().unwrap().insert(ino) {
+            return;
+        }
+        let tracker = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ROTATION_GRACE).await;
+            tracker.following.lock().unwrap().remove(&ino);
+            let changed = {
+                let mut table = tracker.inodes.lock().unwrap();
+                let shows = table.version(ino);
+                let stale =
+                    shows.is_some_and(|v| v.value(&key) != current.values[&*key].as_slice());
+                if stale {
+                    let modified = tracker
+                        .changed_at(&current_path(&table, ino))
+                        .unwrap_or_else(SystemTime::now);
+                    table.set_version(
+                        ino,
+                        KeyVersion {
+                            secret: current,
+                            modified,
+                        },
+                    );
+                }
+                stale
+            };
+            if changed {
+                tracker.tell_kernel(vec![Invalidation::Inode(ino)]);
+            }
+        });
     }
 
     fn changed_at(&self, path: &str) -> Option<SystemTime> {
         self.changed_at.lock().unwrap().get(path).copied()
+    }
+}
+
+/// The secret path a key file's inode shows ("" for any other inode).
+fn current_path(table: &InodeTable, ino: u64) -> String {
+    match table.node(ino).as_deref() {
+        Some(NodeKind::SecretFile { path, .. }) => path.to_string(),
+        _ => String::new(),
     }
 }
 
@@ -362,15 +396,16 @@ impl SecretFs {
         let secrets = FetchCache::sharing_outage(config.cache.clone(), outage.clone());
         let folders = FetchCache::sharing_outage(config.cache.clone(), outage);
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
-        let changes = Arc::new(ChangeTracker::default());
+        let changes = Arc::new(ChangeTracker::new(inodes.clone()));
         let source_reader = Arc::new(SourceReader::new(config.uid, config.gid));
-        for (cache_is_secrets, listen) in [(true, &secrets as &dyn ListenFor), (false, &folders)] {
-            let inodes = inodes.clone();
-            let changes = changes.clone();
-            listen.listen(Arc::new(move |path: &str| {
-                changes.path_changed(path, cache_is_secrets, &inodes)
-            }));
-        }
+        let tracker = changes.clone();
+        secrets.on_change(Arc::new(move |path: &str, now: Option<&Arc<Secret>>| {
+            tracker.path_changed(path, Some(now))
+        }));
+        let tracker = changes.clone();
+        folders.on_change(Arc::new(move |path: &str, _| {
+            tracker.path_changed(path, None)
+        }));
         SecretFs {
             store,
             secrets,
@@ -397,10 +432,17 @@ impl SecretFs {
     }
 
     /// Reads for an inode without an open handle (the kernel accepted zero-message
-    /// opens). A read at offset 0 takes a fresh snapshot; later offsets reuse it,
-    /// so a reader walking the file in small chunks sees one consistent content.
+    /// opens). A key file's inode always shows one value. For other files a read
+    /// at offset 0 takes a fresh snapshot and later offsets reuse it, so a reader
+    /// walking the file in small chunks sees one consistent content.
     pub async fn read_at(&self, ino: u64, offset: u64, size: u32) -> Result<SecretBytes, FsError> {
         self.reads_served.fetch_add(1, Ordering::Relaxed);
+        let node = self.node(ino)?;
+        if let NodeKind::SecretFile { .. } = &*node {
+            // A key file's inode shows one value (see `key_version`): no snapshot needed.
+            let content = self.bounded(self.content_of_inode(ino, &node)).await?;
+            return Ok(slice(&content, offset, size));
+        }
         let cached = if offset == 0 {
             None
         } else {
@@ -408,10 +450,7 @@ impl SecretFs {
         };
         let content = match cached {
             Some(content) => content,
-            None => {
-                let node = self.node(ino)?;
-                Arc::new(self.bounded(self.content_of(&node)).await?)
-            }
+            None => Arc::new(self.bounded(self.content_of(&node)).await?),
         };
         // Keep the snapshot only while the reader has more to read: most files
         // are read whole in one request and need none.
@@ -488,6 +527,7 @@ impl SecretFs {
     pub fn status_json(&self) -> String {
         let cache = self.secrets.counts();
         let lookups = cache.hits + cache.misses;
+        let (inodes, retired_inodes) = self.inodes.lock().unwrap().counts();
         let status = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "pid": std::process::id(),
@@ -505,19 +545,22 @@ impl SecretFs {
             "vault_requests": cache.fetches + self.folders.counts().fetches,
             "vault_errors": self.vault_errors.load(Ordering::Relaxed),
             "reads_served": self.reads_served.load(Ordering::Relaxed),
+            "inodes": { "total": inodes, "retired": retired_inodes },
         });
         format!("{status:#}\n")
     }
 
     /// Tells the kernel to forget everything it cached for every known inode.
     pub fn invalidate_all(&self) {
-        let inodes: Vec<u64> = self.inodes.lock().unwrap().nodes.keys().copied().collect();
+        let inodes: Vec<Invalidation> = self
+            .inodes
+            .lock()
+            .unwrap()
+            .nodes()
+            .map(|(ino, _)| Invalidation::Inode(ino))
+            .collect();
         self.read_snapshots.lock().unwrap().clear();
-        if let Some(invalidate) = self.changes.invalidator.get() {
-            for ino in inodes {
-                invalidate(ino);
-            }
-        }
+        self.changes.tell_kernel(inodes);
     }
 
     /// Finds `name` in the directory `parent`.
@@ -547,7 +590,7 @@ impl SecretFs {
         }
         self.bounded(async {
             let node = self.node(ino)?;
-            let content = self.content_of(&node).await?;
+            let content = self.content_of_inode(ino, &node).await?;
             let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
             self.handles
                 .lock()
@@ -621,10 +664,76 @@ impl SecretFs {
         self.inodes
             .lock()
             .unwrap()
-            .nodes
-            .get(&ino)
-            .cloned()
+            .node(ino)
             .ok_or(FsError::NotFound)
+    }
+
+    /// The inode of the key file `name` under `parent` showing `secret`'s value
+    /// (see [`InodeTable::intern_key_file`]); an inode it retired follows later.
+    fn intern_key_file(
+        &self,
+        parent: u64,
+        name: &str,
+        kind: NodeKind,
+        secret: &Arc<Secret>,
+    ) -> u64 {
+        let modified = self.modified_at(&kind);
+        let (ino, retired) = self.inodes.lock().unwrap().intern_key_file(
+            parent,
+            name,
+            kind.clone(),
+            secret,
+            modified,
+        );
+        if let (Some(retired), NodeKind::SecretFile { key, .. }) = (retired, kind) {
+            self.changes.follow_later(retired, key, secret.clone());
+        }
+        ino
+    }
+
+    /// The value the key file `ino` shows, after asking the cache for the
+    /// current one (so a revoked key fails, and a read keeps the secret in use
+    /// for the background refresher). An inode found showing an older value is
+    /// retired, keeps showing it for its readers and follows later.
+    async fn key_version(&self, ino: u64, path: &str, key: &str) -> Result<KeyVersion, FsError> {
+        let current = self.secret_with_key(path, key).await?;
+        let modified = self
+            .changes
+            .changed_at(path)
+            .unwrap_or(self.started)
+            .max(self.started);
+        let (version, outcome) = self
+            .inodes
+            .lock()
+            .unwrap()
+            .reconcile(ino, key, &current, modified);
+        match outcome {
+            Reconciled::Current => {}
+            Reconciled::JustRetired { parent, name } => {
+                self.changes
+                    .tell_kernel(vec![Invalidation::Entry { parent, name }]);
+                self.changes.follow_later(ino, key.into(), current);
+            }
+            Reconciled::Retired => self.changes.follow_later(ino, key.into(), current),
+        }
+        Ok(version)
+    }
+
+    /// The bytes the inode `ino` shows now: a key file its own version's value.
+    async fn content_of_inode(&self, ino: u64, node: &NodeKind) -> Result<SecretBytes, FsError> {
+        match node {
+            NodeKind::SecretFile { path, key } => {
+                let version = self.key_version(ino, path, key).await?;
+                Ok(Zeroizing::new(version.value(key).to_vec()))
+            }
+            _ => self.content_of(node).await,
+        }
+    }
+
+    /// The kernel forgot `count` lookups of `ino` (FUSE FORGET).
+    pub fn forget(&self, ino: u64, count: u64) {
+        self.inodes.lock().unwrap().forget(ino, count);
+        self.read_snapshots.lock().unwrap().remove(&ino);
     }
 
     fn intern(&self, parent: u64, name: &str, kind: NodeKind) -> u64 {
@@ -671,8 +780,16 @@ impl SecretFs {
                 return Err(FsError::NotADirectory)
             }
         };
-        let ino = self.intern(parent, name, kind.clone());
-        self.attr_of(ino, &kind).await
+        let ino = match &kind {
+            NodeKind::SecretFile { path, .. } => {
+                let secret = self.secret(path).await?.ok_or(FsError::NotFound)?;
+                self.intern_key_file(parent, name, kind.clone(), &secret)
+            }
+            _ => self.intern(parent, name, kind.clone()),
+        };
+        let attr = self.attr_of(ino, &kind).await?;
+        self.inodes.lock().unwrap().looked_up(ino);
+        Ok(attr)
     }
 
     /// Decides what `name` inside the folder/secret `path` is: a key (which wins),
@@ -795,7 +912,7 @@ impl SecretFs {
                             };
                             names.insert(key.clone());
                             entries.push(DirEntry {
-                                ino: self.intern(ino, key, kind),
+                                ino: self.intern_key_file(ino, key, kind, &secret),
                                 name: key.clone(),
                                 kind: NodeType::File,
                             });
@@ -866,8 +983,14 @@ impl SecretFs {
             | NodeKind::Package { .. }
             | NodeKind::Bot { .. }
             | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
-            NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
-                let size = self.file_size(node).await?;
+            NodeKind::SecretFile { path, key } => {
+                let version = self.key_version(ino, path, key).await?;
+                let mut attr = self.make_attr(ino, NodeType::File, version.value(key).len() as u64);
+                attr.mtime = version.modified;
+                Ok(attr)
+            }
+            NodeKind::View { .. } | NodeKind::Status => {
+                let size = self.content_of(node).await?.len() as u64;
                 let mut attr = self.make_attr(ino, NodeType::File, size);
                 attr.mtime = self.modified_at(node);
                 attr.volatile = matches!(node, NodeKind::Status);
@@ -907,17 +1030,6 @@ impl SecretFs {
             gid: self.config.gid,
             mtime: self.started,
             volatile: false,
-        }
-    }
-
-    /// A file's size; a key file's without copying its value.
-    async fn file_size(&self, node: &NodeKind) -> Result<u64, FsError> {
-        match node {
-            NodeKind::SecretFile { path, key } => {
-                let secret = self.secret_with_key(path, key).await?;
-                Ok(secret.values[&**key].len() as u64)
-            }
-            _ => Ok(self.content_of(node).await?.len() as u64),
         }
     }
 

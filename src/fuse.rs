@@ -134,6 +134,10 @@ impl Filesystem for FuseAdapter {
         });
     }
 
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.spawn(move |fs| async move {
             match fs.getattr(ino.0).await {

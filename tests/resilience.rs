@@ -62,6 +62,49 @@ fn warm_reads_never_reach_the_daemon_yet_a_rotation_reaches_a_long_lived_reader(
 }
 
 #[test]
+fn a_reader_midway_through_a_file_when_it_rotates_reads_one_whole_value() {
+    if !fuse_available() {
+        return;
+    }
+    use std::io::Read;
+    let server = seeded(0);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "1"]);
+    let key = mount.path("gbo/llm/openai_key");
+    let mut reader = std::fs::File::open(&key).unwrap();
+    let mut head = [0u8; 3];
+    reader.read_exact(&mut head).unwrap();
+
+    // A longer value: before, the rest of this read came from the new value.
+    let rotated_value = b"sk-after-a-much-longer-rotation";
+    server.put_str(
+        "secret",
+        "gbo/llm",
+        &[("openai_key", "sk-after-a-much-longer-rotation")],
+    );
+    let new_opens_see_it = wait_until(Duration::from_secs(10), || {
+        std::fs::read(&key).ok().as_deref() == Some(&rotated_value[..])
+    });
+    assert!(new_opens_see_it, "the rotation never reached a new open");
+
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!([&head[..], &rest].concat(), b"sk-before", "one whole value");
+    assert_eq!(reader.metadata().unwrap().len(), b"sk-before".len() as u64);
+    assert_eq!(status(&mount)["inodes"]["retired"], 1);
+
+    // Closed, the old file is forgotten by the kernel and leaves the daemon.
+    drop(reader);
+    let forgotten = wait_until(Duration::from_secs(10), || {
+        status(&mount)["inodes"]["retired"] == 0
+    });
+    assert!(
+        forgotten,
+        "the retired inode was never forgotten: {}",
+        status(&mount)
+    );
+}
+
+#[test]
 fn the_status_file_is_hidden_from_ls_and_reports_counters_without_values() {
     if !fuse_available() {
         return;

@@ -5,6 +5,7 @@ use crate::config_csv::MissingReference;
 use crate::vault::memory::MemoryStore;
 use crate::views::ConfigSources;
 use serde_json::json;
+use std::path::PathBuf;
 use std::time::Instant;
 
 fn fs_with(store: Arc<MemoryStore>) -> SecretFs {
@@ -747,5 +748,127 @@ async fn vault_concurrency_caps_requests_in_flight() {
         store.max_concurrent_reads(),
         4,
         "never more than --vault-concurrency at once"
+    );
+}
+
+/// A filesystem whose kernel invalidations are recorded, with `gbo/llm` looked up.
+async fn fs_recording_invalidations(
+    store: &Arc<MemoryStore>,
+) -> (Arc<SecretFs>, Arc<Mutex<Vec<Invalidation>>>) {
+    let fs = Arc::new(fs_with(store.clone()));
+    let told = Arc::new(Mutex::new(Vec::new()));
+    let sink = told.clone();
+    fs.set_invalidator(Arc::new(move |invalidation| {
+        sink.lock().unwrap().push(invalidation)
+    }));
+    (fs, told)
+}
+
+/// Makes the cache fetch `gbo/llm` again and waits for its change to be handled.
+async fn refetch(fs: &SecretFs) {
+    fs.expire_cache();
+    fs.secret("gbo/llm").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reader_midway_through_a_rotated_key_keeps_its_value_while_new_lookups_see_the_new_one() {
+    let store = seeded();
+    let (fs, told) = fs_recording_invalidations(&store).await;
+    let old = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    let unchanged = fs.resolve_path("gbo/llm/anthropic_key").await.unwrap();
+    let head = fs.read_at(old.ino, 0, 3).await.unwrap().to_vec();
+
+    store.put_str(
+        "gbo/llm",
+        &[
+            ("openai_key", "sk-rotated-and-longer"),
+            ("anthropic_key", "sk-ant"),
+        ],
+    );
+    refetch(&fs).await;
+    let new = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    assert_ne!(new.ino, old.ino, "the name leads to a new inode");
+    assert_eq!(new.size, "sk-rotated-and-longer".len() as u64);
+    assert_eq!(
+        fs.resolve_path("gbo/llm/anthropic_key").await.unwrap().ino,
+        unchanged.ino,
+        "an unchanged key keeps its inode"
+    );
+
+    // The old inode still shows the whole old value, however it is read.
+    let tail = fs.read_at(old.ino, 3, 4096).await.unwrap().to_vec();
+    assert_eq!([head, tail].concat(), b"sk-openai");
+    assert_eq!(fs.getattr(old.ino).await.unwrap().size, 9);
+    let llm = fs.resolve_path("gbo/llm").await.unwrap().ino;
+    let before_grace = told.lock().unwrap().clone();
+    assert!(before_grace.contains(&Invalidation::Entry {
+        parent: llm,
+        name: "openai_key".into()
+    }));
+    assert!(!before_grace.contains(&Invalidation::Inode(old.ino)));
+    assert!(!before_grace.contains(&Invalidation::Inode(unchanged.ino)));
+
+    // After the grace, a reader keeping the old file open sees the rotation too.
+    tokio::time::sleep(ROTATION_GRACE + Duration::from_millis(10)).await;
+    assert!(told.lock().unwrap().contains(&Invalidation::Inode(old.ino)));
+    assert_eq!(fs.getattr(old.ino).await.unwrap().size, 21);
+    assert_eq!(
+        fs.read_at(old.ino, 0, 4096).await.unwrap().as_slice(),
+        b"sk-rotated-and-longer"
+    );
+    let status: serde_json::Value = serde_json::from_str(&fs.status_json()).unwrap();
+    assert_eq!(status["inodes"]["retired"], 1);
+    fs.forget(old.ino, 1);
+    let status: serde_json::Value = serde_json::from_str(&fs.status_json()).unwrap();
+    assert_eq!(
+        status["inodes"]["retired"], 0,
+        "forgotten inodes leave the table"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_key_stops_showing_at_once_even_to_a_reader_midway() {
+    let store = seeded();
+    let (fs, told) = fs_recording_invalidations(&store).await;
+    let old = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    fs.read_at(old.ino, 0, 3).await.unwrap();
+    store.put_str("gbo/llm", &[("anthropic_key", "sk-ant")]);
+    refetch(&fs).await;
+    assert!(told.lock().unwrap().contains(&Invalidation::Inode(old.ino)));
+    assert_eq!(
+        fs.read_at(old.ino, 3, 4096).await.unwrap_err(),
+        FsError::NotFound
+    );
+    assert_eq!(
+        fs.resolve_path("gbo/llm/openai_key").await.unwrap_err(),
+        FsError::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_value_changed_without_a_change_event_still_gets_a_new_inode() {
+    // With no cache at all, no change is ever seen as such: each lookup compares
+    // the value its inode shows with Vault's.
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.cache.ttl = Duration::ZERO;
+    let fs = SecretFs::new(store.clone(), config);
+    let old = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    store.put_str("gbo/llm", &[("openai_key", "sk-second")]);
+    assert_eq!(
+        fs.getattr(old.ino).await.unwrap().size,
+        9,
+        "the old inode keeps its size"
+    );
+    let new = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    assert_ne!(new.ino, old.ino);
+    assert_eq!(new.size, 9);
+    assert_eq!(
+        fs.read_at(new.ino, 0, 64).await.unwrap().as_slice(),
+        b"sk-second"
+    );
+    assert_eq!(
+        fs.read_at(old.ino, 0, 64).await.unwrap().as_slice(),
+        b"sk-openai"
     );
 }
