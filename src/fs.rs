@@ -494,9 +494,15 @@ impl SecretFs {
     pub async fn opendir(&self, ino: u64) -> Result<bool, FsError> {
         let node = self.node(ino)?;
         match &*node {
-            NodeKind::Folder { path, is_secret } => {
+            NodeKind::Folder {
+                path,
+                is_secret,
+                has_children,
+            } => {
                 self.bounded(async {
-                    self.listing(path).await.map(|_| ()).or_else(allow_denied)?;
+                    if *has_children {
+                        self.listing(path).await.map(|_| ()).or_else(allow_denied)?;
+                    }
                     if *is_secret {
                         self.secret(path).await?;
                     }
@@ -740,6 +746,31 @@ impl SecretFs {
         self.inodes.lock().unwrap().intern(parent, name, kind)
     }
 
+    /// Interns a child of a directory. When a Vault folder node gained or lost its
+    /// children since it was last interned (its parent's listing now shows or no
+    /// longer shows `name/`), its directory is reported changed, so the kernel drops
+    /// the entries it cached: a leaf secret is never listed itself, so no change of
+    /// its own listing would reach the kernel.
+    fn intern_child(&self, parent: u64, name: &str, kind: NodeKind) -> u64 {
+        let flipped = match &kind {
+            NodeKind::Folder {
+                path, has_children, ..
+            } => {
+                let inodes = self.inodes.lock().unwrap();
+                let before = inodes.child(parent, name).and_then(|ino| inodes.node(ino));
+                matches!(before.as_deref(), Some(NodeKind::Folder { path: p, has_children: had, .. })
+                    if p == path && had != has_children)
+                .then(|| path.clone())
+            }
+            _ => None,
+        };
+        let ino = self.intern(parent, name, kind);
+        if let Some(path) = flipped {
+            self.changes.path_changed(&path, None);
+        }
+        ino
+    }
+
     async fn lookup_unbounded(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
         let name = name.to_str().ok_or(FsError::NotFound)?;
         if name.len() > MAX_NAME_BYTES {
@@ -754,6 +785,7 @@ impl SecretFs {
             NodeKind::Root if name == self.config.prefix => NodeKind::Folder {
                 path: self.config.prefix.as_str().into(),
                 is_secret: false,
+                has_children: true,
             },
             NodeKind::Root if name == CONTROL_DIR => NodeKind::Control,
             NodeKind::Control if name == STATUS_FILE => NodeKind::Status,
@@ -764,9 +796,9 @@ impl SecretFs {
             NodeKind::Root => NodeKind::Package {
                 dir: views.package(name).ok_or(FsError::NotFound)?,
             },
-            NodeKind::Folder { path, is_secret } => {
-                self.child_of_folder(path, *is_secret, name).await?
-            }
+            NodeKind::Folder {
+                path, is_secret, ..
+            } => self.child_of_folder(path, *is_secret, name).await?,
             NodeKind::Package { dir } => NodeKind::Bot {
                 dir: views::bot(dir, name).ok_or(FsError::NotFound)?,
             },
@@ -785,7 +817,7 @@ impl SecretFs {
                 let secret = self.secret(path).await?.ok_or(FsError::NotFound)?;
                 self.intern_key_file(parent, name, kind.clone(), &secret)
             }
-            _ => self.intern(parent, name, kind.clone()),
+            _ => self.intern_child(parent, name, kind.clone()),
         };
         let attr = self.attr_of(ino, &kind).await?;
         self.inodes.lock().unwrap().looked_up(ino);
@@ -839,10 +871,11 @@ impl SecretFs {
                     }
                     entries = self.listing(path).await?;
                 }
-                let is_secret = listed(&entries, name).ok_or(FsError::NotFound)?;
+                let (is_secret, has_children) = listed(&entries, name).ok_or(FsError::NotFound)?;
                 Ok(NodeKind::Folder {
                     path: child_path.into(),
                     is_secret,
+                    has_children,
                 })
             }
             // A token allowed to read but not to list still reaches its secrets.
@@ -850,9 +883,11 @@ impl SecretFs {
                 source: StoreError::PermissionDenied,
                 ..
             }) => match self.secret(&child_path).await? {
+                // Whether it has children is unknown without the listing.
                 Some(_) => Ok(NodeKind::Folder {
                     path: child_path.into(),
                     is_secret: true,
+                    has_children: true,
                 }),
                 None => Err(FsError::NotFound),
             },
@@ -870,6 +905,7 @@ impl SecretFs {
                     NodeKind::Folder {
                         path: prefix.into(),
                         is_secret: false,
+                        has_children: true,
                     },
                 )];
                 if let Some(source) = self.config.views.root_view() {
@@ -900,7 +936,11 @@ impl SecretFs {
                 };
                 Ok(self.entries_of(ino, children))
             }
-            NodeKind::Folder { path, is_secret } => {
+            NodeKind::Folder {
+                path,
+                is_secret,
+                has_children,
+            } => {
                 let mut entries = Vec::new();
                 let mut names = HashSet::new();
                 if *is_secret {
@@ -919,31 +959,35 @@ impl SecretFs {
                         }
                     }
                 }
-                let listing = match self.listing(path).await {
-                    Ok(listing) => listing,
-                    Err(FsError::Store {
-                        source: StoreError::PermissionDenied,
-                        ..
-                    }) if *is_secret => Arc::new(Vec::new()),
-                    Err(other) => return Err(other),
+                // A leaf secret's parent listing showed no `name/`: nothing to list.
+                let listing = if !*has_children {
+                    Arc::new(Vec::new())
+                } else {
+                    match self.listing(path).await {
+                        Ok(listing) => listing,
+                        Err(FsError::Store {
+                            source: StoreError::PermissionDenied,
+                            ..
+                        }) if *is_secret => Arc::new(Vec::new()),
+                        Err(other) => return Err(other),
+                    }
                 };
-                let listed_secrets: HashSet<&str> = listing
-                    .iter()
-                    .filter(|e| !e.is_folder)
-                    .map(|e| e.name.as_str())
-                    .collect();
                 for entry in listing.iter() {
                     if !is_valid_file_name(&entry.name) || names.contains(&entry.name) {
                         continue;
                     }
-                    let child_is_secret = listed_secrets.contains(entry.name.as_str());
+                    let Some((child_is_secret, child_has_children)) = listed(&listing, &entry.name)
+                    else {
+                        continue;
+                    };
                     names.insert(entry.name.clone());
                     let kind = NodeKind::Folder {
                         path: format!("{path}/{}", entry.name).into(),
                         is_secret: child_is_secret,
+                        has_children: child_has_children,
                     };
                     entries.push(DirEntry {
-                        ino: self.intern(ino, &entry.name, kind),
+                        ino: self.intern_child(ino, &entry.name, kind),
                         name: entry.name.clone(),
                         kind: NodeType::Directory,
                     });
@@ -1258,15 +1302,21 @@ impl SecretFs {
     }
 }
 
-/// Whether `name` is in a sorted listing, and if so whether it is (also) a secret.
-fn listed(entries: &[ListEntry], name: &str) -> Option<bool> {
+/// Whether `name` is in a sorted listing, and if so whether it is (also) a secret
+/// (`name`) and whether it is (also) a folder with children (`name/`).
+fn listed(entries: &[ListEntry], name: &str) -> Option<(bool, bool)> {
     // Sorted by name, secret before folder: at most two entries match.
     let first = entries.partition_point(|e| e.name.as_str() < name);
     let matching: Vec<&ListEntry> = entries[first..entries.len().min(first + 2)]
         .iter()
         .filter(|e| e.name == name)
         .collect();
-    (!matching.is_empty()).then(|| matching.iter().any(|e| !e.is_folder))
+    (!matching.is_empty()).then(|| {
+        (
+            matching.iter().any(|e| !e.is_folder),
+            matching.iter().any(|e| e.is_folder),
+        )
+    })
 }
 
 /// Refuses, before the cache or Vault sees it, a path that could leave the namespace.

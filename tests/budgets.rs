@@ -199,6 +199,53 @@ fn listing_a_folder_costs_one_list_however_often_and_by_how_many_threads() {
 }
 
 #[test]
+fn find_over_a_folder_of_leaf_secrets_costs_one_list_and_one_get_per_secret() {
+    if !fuse_available() {
+        return;
+    }
+    const SECRETS: usize = 40;
+    let server = server();
+    let paths: Vec<String> = (0..SECRETS)
+        .map(|p| format!("gbo/leaves/s{p:02}"))
+        .collect();
+    for path in &paths {
+        put(&server, path, 2);
+    }
+    // A secret that is also a folder is still listed, and shows its children.
+    put(&server, "gbo/leaves/s00/child", 1);
+    let mount = Mount::start(&server.addr(), &server.token(), &[]);
+    let output = std::process::Command::new("find")
+        .arg(mount.path("gbo/leaves"))
+        .output()
+        .expect("run find");
+    assert!(output.status.success(), "{output:?}");
+    let found = String::from_utf8(output.stdout).unwrap();
+    // The folder, each secret with its 2 keys, and s00/child with its key.
+    assert_eq!(found.lines().count(), 1 + SECRETS * 3 + 2, "{found}");
+    assert!(found.contains("s00/child/k0"), "{found}");
+
+    assert_eq!(server.count("LIST", "secret/metadata/gbo/leaves"), 1);
+    assert_eq!(server.count("LIST", "secret/metadata/gbo/leaves/s00"), 1);
+    let leaf_lists: usize = paths[1..]
+        .iter()
+        .chain(std::iter::once(&"gbo/leaves/s00/child".to_string()))
+        .map(|path| server.count("LIST", &format!("secret/metadata/{path}")))
+        .sum();
+    assert_eq!(
+        leaf_lists, 0,
+        "a secret listed without `name/` is never listed"
+    );
+    for path in &paths {
+        assert_eq!(gets(&server, path), 1, "{path}: one GET");
+    }
+    assert_eq!(
+        kv_requests(&server),
+        (SECRETS + 1) + 3,
+        "a GET per secret; a LIST of gbo, gbo/leaves and gbo/leaves/s00"
+    );
+}
+
+#[test]
 fn a_config_csv_with_twelve_references_over_four_paths_costs_four_gets() {
     if !fuse_available() {
         return;

@@ -19,9 +19,12 @@ use crate::vault::Secret;
 pub(super) enum NodeKind {
     Root,
     /// A Vault folder and/or secret at `path`. `is_secret` when Vault listed it as a secret.
+    /// `has_children` unless the parent's listing showed it as a secret without a
+    /// `name/` entry: such a leaf secret is never listed, its keys are all it shows.
     Folder {
         path: Arc<str>,
         is_secret: bool,
+        has_children: bool,
     },
     /// One key of the secret at `path` (the path is shared with its folder's node).
     SecretFile {
@@ -476,6 +479,7 @@ mod tests {
             NodeKind::Folder {
                 path: "gbo".into(),
                 is_secret: false,
+                has_children: true,
             },
         );
         table.looked_up(dir);
@@ -501,6 +505,7 @@ mod tests {
         let folder = NodeKind::Folder {
             path: "gbo/a/k".into(),
             is_secret: false,
+            has_children: true,
         };
         let dir = table.intern(ROOT_INO, "k", folder);
         let (file, retired) =

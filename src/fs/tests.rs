@@ -173,6 +173,164 @@ async fn a_secret_directory_shows_keys_and_sub_folders_and_the_key_wins_a_clash(
     assert_eq!(sub.kind, NodeType::Directory);
 }
 
+/// What `find <path>` asks of the core: open and read every directory, and look
+/// up every entry. Returns the paths found below `path`, sorted.
+async fn find(fs: &SecretFs, path: &str) -> Vec<String> {
+    let top = fs.resolve_path(path).await.unwrap();
+    let mut found = Vec::new();
+    let mut dirs = vec![(top.ino, String::new())];
+    while let Some((ino, prefix)) = dirs.pop() {
+        fs.opendir(ino).await.unwrap();
+        for entry in fs.readdir(ino).await.unwrap() {
+            let attr = fs.lookup(ino, OsStr::new(&entry.name)).await.unwrap();
+            let child = format!("{prefix}{}", entry.name);
+            if attr.kind == NodeType::Directory {
+                dirs.push((attr.ino, format!("{child}/")));
+            }
+            found.push(child);
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn find_over_a_folder_of_leaf_secrets_costs_one_list_and_one_read_per_secret() {
+    const SECRETS: usize = 50;
+    let store = Arc::new(MemoryStore::new());
+    for s in 0..SECRETS {
+        store.put_str(&format!("gbo/svc/app{s:02}"), &[("k1", "a"), ("k2", "b")]);
+    }
+    let fs = fs_with(store.clone());
+    let lists_before = store.lists();
+    let found = find(&fs, "gbo/svc").await;
+    assert_eq!(found.len(), SECRETS * 3, "each secret and its two keys");
+    assert!(found.contains(&"app07/k2".to_string()));
+    assert_eq!(store.lists_of("gbo/svc"), 1, "the folder is listed once");
+    let leaf_lists: usize = (0..SECRETS)
+        .map(|s| store.lists_of(&format!("gbo/svc/app{s:02}")))
+        .sum();
+    assert_eq!(
+        leaf_lists, 0,
+        "a secret listed without `name/` has no children: it is never listed"
+    );
+    assert_eq!(
+        store.lists() - lists_before,
+        2,
+        "gbo (to find svc) and gbo/svc"
+    );
+    assert_eq!(store.reads(), SECRETS, "one GET per secret");
+    assert_eq!(
+        fs.folders.counts().entries,
+        2,
+        "no negative listing takes a slot"
+    );
+
+    find(&fs, "gbo/svc").await;
+    assert_eq!(
+        (store.lists(), store.reads()),
+        (lists_before + 2, SECRETS),
+        "a second walk within the TTL asks Vault nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_that_is_also_a_folder_still_shows_its_keys_and_children() {
+    let store = Arc::new(MemoryStore::new());
+    store.put_str("gbo/a", &[("x", "key-x"), ("plain", "p")]);
+    store.put_str("gbo/a/x/deeper", &[("k", "v")]);
+    store.put_str("gbo/a/sub/s", &[("k", "v")]);
+    store.put_str("gbo/a/leaf", &[("k", "v")]);
+    let fs = fs_with(store.clone());
+    assert_eq!(
+        find(&fs, "gbo").await,
+        vec![
+            "a",
+            "a/leaf",
+            "a/leaf/k",
+            "a/plain",
+            "a/sub",
+            "a/sub/s",
+            "a/sub/s/k",
+            "a/x"
+        ]
+    );
+    assert_eq!(store.lists_of("gbo/a"), 1, "secret and folder: listed");
+    assert_eq!(store.lists_of("gbo/a/sub"), 1, "a folder: listed");
+    assert_eq!(
+        store.lists_of("gbo/a/leaf") + store.lists_of("gbo/a/sub/s"),
+        0,
+        "leaf secrets: not listed"
+    );
+    assert_eq!(store.lists(), 3);
+}
+
+#[tokio::test]
+async fn a_secret_reached_without_its_folder_listing_is_still_listed() {
+    let store = seeded();
+    store.put_str("gbo/llm/sub/x", &[("k", "v")]);
+    // Deny LIST of the namespace folder only: whether `gbo/llm` has children is unknown.
+    struct NoTopList(Arc<MemoryStore>);
+    #[async_trait::async_trait]
+    impl SecretStore for NoTopList {
+        async fn read_secret(&self, path: &str) -> Result<Option<Secret>, StoreError> {
+            self.0.read_secret(path).await
+        }
+        async fn list_folder(&self, path: &str) -> Result<Option<Vec<ListEntry>>, StoreError> {
+            if path == "gbo" {
+                return Err(StoreError::PermissionDenied);
+            }
+            self.0.list_folder(path).await
+        }
+        async fn status(&self) -> Result<crate::vault::VaultStatus, StoreError> {
+            self.0.status().await
+        }
+        fn describe(&self) -> String {
+            "no-top-list".into()
+        }
+    }
+    let fs = SecretFs::new(Arc::new(NoTopList(store.clone())), FsConfig::new("gbo"));
+    assert_eq!(
+        names(&fs, "gbo/llm").await,
+        vec!["anthropic_key", "openai_key", "sub"]
+    );
+    assert_eq!(store.lists_of("gbo/llm"), 1);
+}
+
+#[tokio::test]
+async fn a_leaf_secret_that_gains_a_sub_folder_shows_it_once_its_folder_is_listed_again() {
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.cache.ttl = Duration::from_millis(200);
+    let fs = SecretFs::new(store.clone(), config);
+    let invalidated = Arc::new(Mutex::new(Vec::new()));
+    let record = invalidated.clone();
+    fs.set_invalidator(Arc::new(move |ino| record.lock().unwrap().push(ino)));
+    assert_eq!(
+        names(&fs, "gbo/llm").await,
+        vec!["anthropic_key", "openai_key"]
+    );
+    assert_eq!(store.lists_of("gbo/llm"), 0);
+    let llm = fs.resolve_path("gbo/llm").await.unwrap().ino;
+
+    store.put_str("gbo/llm/extra", &[("k", "v")]);
+    assert_eq!(
+        cat(&fs, "gbo/llm/extra/k").await.unwrap(),
+        b"v",
+        "it opens by its path at once"
+    );
+    // Waits out the TTL of the `gbo` listing: that is the behaviour under test.
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(
+        names(&fs, "gbo/llm").await,
+        vec!["anthropic_key", "extra", "openai_key"]
+    );
+    assert!(
+        invalidated.lock().unwrap().contains(&Invalidation::Inode(llm)),
+        "the kernel is told to drop the entries it cached for gbo/llm"
+    );
+}
+
 #[tokio::test]
 async fn keys_that_are_not_valid_file_names_are_hidden() {
     let store = Arc::new(MemoryStore::new());

@@ -22,6 +22,7 @@ pub struct MemoryStore {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     read_log: Mutex<Vec<String>>,
+    list_log: Mutex<Vec<String>>,
 }
 
 impl MemoryStore {
@@ -106,6 +107,16 @@ impl MemoryStore {
         self.lists.load(Ordering::SeqCst)
     }
 
+    /// Number of `list_folder` calls for one path.
+    pub fn lists_of(&self, path: &str) -> usize {
+        self.list_log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
+    }
+
     async fn before_operation(&self, path: &str) -> Result<(), StoreError> {
         let delay = self
             .delays
@@ -154,6 +165,7 @@ impl SecretStore for MemoryStore {
 
     async fn list_folder(&self, path: &str) -> Result<Option<Vec<ListEntry>>, StoreError> {
         self.lists.fetch_add(1, Ordering::SeqCst);
+        self.list_log.lock().unwrap().push(path.to_string());
         self.before_operation(path).await?;
         let folder = format!("{}/", path.trim_end_matches('/'));
         let secrets = self.secrets.lock().unwrap();
