@@ -100,17 +100,25 @@ pub fn check(
 }
 
 /// Every config.csv `check` reads: PATH, then `--config-csv`, then every bot's
-/// under `--bots`. A `--config-csv` or `--bots` that is missing is an error.
+/// under `--bots`. A `--config-csv` or `--bots` that is missing is an error, and
+/// so is a `--bots` directory holding no bot (nothing would be checked).
 fn sources_to_check(path: Option<&Path>, views: &ConfigSources) -> Result<Vec<PathBuf>, String> {
     if path.is_none() && *views == ConfigSources::default() {
         return Err("check needs a config.csv path, --config-csv FILE or --bots DIR".into());
     }
     views.require_present()?;
+    let bot_views = views.bot_views();
+    if let (Some(bots), true) = (&views.bots_dir, bot_views.is_empty()) {
+        return Err(format!(
+            "--bots {}: no bot config.csv in it (expected <name>.gbai/<bot>.gbot/config.csv)",
+            bots.display()
+        ));
+    }
     Ok(path
         .map(Path::to_path_buf)
         .into_iter()
         .chain(views.config_csv.clone())
-        .chain(views.bot_views())
+        .chain(bot_views)
         .collect())
 }
 

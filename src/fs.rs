@@ -25,7 +25,7 @@ use crate::vault::{ListEntry, Secret, SecretBytes, SecretStore, StoreError};
 use crate::views::{self, ConfigSources, FetchOutcome, ReferenceCheck, VIEW_NAME};
 
 mod inodes;
-use inodes::{InodeTable, KeyVersion, NodeKind, Reconciled};
+use inodes::{FileVersion, InodeTable, NodeKind, Reconciled};
 
 /// Inode number of the mount root.
 pub const ROOT_INO: u64 = 1;
@@ -220,6 +220,10 @@ pub enum Invalidation {
 /// Tells the kernel to forget what it cached (fuser's `Notifier`).
 pub type Invalidator = Arc<dyn Fn(Invalidation) + Send + Sync>;
 
+/// The content a retired file is to show once its grace ends: the key of its
+/// value and the named values it is taken from.
+type PendingFollow = (Box<str>, Arc<Secret>);
+
 /// Remembers when each secret path last changed, keeps inodes in step with
 /// changes, and tells the kernel.
 struct ChangeTracker {
@@ -227,8 +231,9 @@ struct ChangeTracker {
     latest: Mutex<Option<SystemTime>>,
     invalidator: std::sync::OnceLock<Invalidator>,
     inodes: Arc<Mutex<InodeTable>>,
-    /// Retired key files waiting out [`ROTATION_GRACE`] before they follow.
-    following: Mutex<HashSet<u64>>,
+    /// Retired files waiting out [`ROTATION_GRACE`] before they follow, with the
+    /// latest content (and its key) they are to show.
+    following: Mutex<HashMap<u64, PendingFollow>>,
 }
 
 impl ChangeTracker {
@@ -318,32 +323,36 @@ impl ChangeTracker {
         }
     }
 
-    /// After [`ROTATION_GRACE`], makes the retired key file `ino` show `current`
-    /// (unless a later change got there first) and drops what the kernel cached.
+    /// After [`ROTATION_GRACE`], makes the retired file `ino` show the latest
+    /// content given for it (`current`, unless a later change gives a newer one
+    /// meanwhile) and drops what the kernel cached of it.
     fn follow_later(self: &Arc<Self>, ino: u64, key: Box<str>, current: Arc<Secret>) {
-        if !self.following.lock().unwrap().insert(ino) {
+        let already_waiting = self
+            .following
+            .lock()
+            .unwrap()
+            .insert(ino, (key, current))
+            .is_some();
+        if already_waiting {
             return;
         }
         let tracker = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(ROTATION_GRACE).await;
-            tracker.following.lock().unwrap().remove(&ino);
+            let Some((key, latest)) = tracker.following.lock().unwrap().remove(&ino) else {
+                return;
+            };
             let changed = {
                 let mut table = tracker.inodes.lock().unwrap();
-                let shows = table.version(ino);
-                let stale =
-                    shows.is_some_and(|v| v.value(&key) != current.values[&*key].as_slice());
+                let stale = table.version(ino).is_some_and(|shown| {
+                    shown.secret.values.get(&*key) != latest.values.get(&*key)
+                });
                 if stale {
                     let modified = tracker
                         .changed_at(&current_path(&table, ino))
                         .unwrap_or_else(SystemTime::now);
-                    table.set_version(
-                        ino,
-                        KeyVersion {
-                            secret: current,
-                            modified,
-                        },
-                    );
+                    let secret = latest;
+                    table.set_version(ino, FileVersion { secret, modified });
                 }
                 stale
             };
@@ -432,14 +441,29 @@ impl SecretFs {
     }
 
     /// Reads for an inode without an open handle (the kernel accepted zero-message
-    /// opens). A key file's inode always shows one value. For other files a read
-    /// at offset 0 takes a fresh snapshot and later offsets reuse it, so a reader
-    /// walking the file in small chunks sees one consistent content.
+    /// opens). A key file's or view's inode always shows one content. For the
+    /// status file a read at offset 0 takes a fresh snapshot and later offsets
+    /// reuse it, so a reader walking it in small chunks sees one consistent content.
     pub async fn read_at(&self, ino: u64, offset: u64, size: u32) -> Result<SecretBytes, FsError> {
+        let read = self.read_at_untraced(ino, offset, size).await;
+        match &read {
+            Ok(bytes) => tracing::trace!(ino, offset, size, returned = bytes.len(), "read"),
+            Err(error) => tracing::trace!(ino, offset, size, errno = error.errno(), "read failed"),
+        }
+        read
+    }
+
+    async fn read_at_untraced(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+    ) -> Result<SecretBytes, FsError> {
         self.reads_served.fetch_add(1, Ordering::Relaxed);
         let node = self.node(ino)?;
-        if let NodeKind::SecretFile { .. } = &*node {
-            // A key file's inode shows one value (see `key_version`): no snapshot needed.
+        if node.version_key().is_some() {
+            // A key file's or view's inode shows one content (see `file_version`):
+            // no snapshot needed.
             let content = self.bounded(self.content_of_inode(ino, &node)).await?;
             return Ok(slice(&content, offset, size));
         }
@@ -571,21 +595,31 @@ impl SecretFs {
 
     /// Finds `name` in the directory `parent`.
     pub async fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr, FsError> {
-        self.bounded(self.lookup_unbounded(parent, name)).await
+        let found = self.bounded(self.lookup_unbounded(parent, name)).await;
+        trace_attr("lookup", parent, Some(name), &found);
+        found
     }
 
     /// Attributes of an inode.
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        self.bounded(async {
-            let node = self.node(ino)?;
-            self.attr_of(ino, &node).await
-        })
-        .await
+        let attr = self
+            .bounded(async {
+                let node = self.node(ino)?;
+                self.attr_of(ino, &node).await
+            })
+            .await;
+        trace_attr("getattr", ino, None, &attr);
+        attr
     }
 
     /// The entries of a directory, without `.` and `..`.
     pub async fn readdir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
-        self.bounded(self.readdir_unbounded(ino)).await
+        let entries = self.bounded(self.readdir_unbounded(ino)).await;
+        match &entries {
+            Ok(entries) => tracing::trace!(ino, entries = entries.len(), "readdir"),
+            Err(error) => tracing::trace!(ino, errno = error.errno(), "readdir failed"),
+        }
+        entries
     }
 
     /// Opens a file for reading and takes a snapshot of its content, so that a
@@ -674,40 +708,59 @@ impl SecretFs {
             .ok_or(FsError::NotFound)
     }
 
-    /// The inode of the key file `name` under `parent` showing `secret`'s value
-    /// (see [`InodeTable::intern_key_file`]); an inode it retired follows later.
-    fn intern_key_file(
+    /// The inode of the file `name` under `parent` showing `current`, and the
+    /// version it shows (see [`InodeTable::intern_file`]); `lookup` counts one
+    /// lookup of it for the kernel. An inode it retired follows later.
+    fn intern_file(
         &self,
         parent: u64,
         name: &str,
         kind: NodeKind,
-        secret: &Arc<Secret>,
-    ) -> u64 {
+        current: &Arc<Secret>,
+        lookup: bool,
+    ) -> (u64, FileVersion) {
         let modified = self.modified_at(&kind);
-        let (ino, retired) = self.inodes.lock().unwrap().intern_key_file(
-            parent,
-            name,
-            kind.clone(),
-            secret,
-            modified,
-        );
-        if let (Some(retired), NodeKind::SecretFile { key, .. }) = (retired, kind) {
-            self.changes.follow_later(retired, key, secret.clone());
+        let key: Option<Box<str>> = kind.version_key().map(Into::into);
+        let (ino, version, retired) = {
+            let mut table = self.inodes.lock().unwrap();
+            let interned = table.intern_file(parent, name, kind, current, modified);
+            if lookup {
+                table.looked_up(interned.0);
+            }
+            interned
+        };
+        if let (Some(retired), Some(key)) = (retired, key) {
+            self.changes.follow_later(retired, key, current.clone());
         }
-        ino
+        (ino, version)
     }
 
-    /// The value the key file `ino` shows, after asking the cache for the
-    /// current one (so a revoked key fails, and a read keeps the secret in use
-    /// for the background refresher). An inode found showing an older value is
-    /// retired, keeps showing it for its readers and follows later.
-    async fn key_version(&self, ino: u64, path: &str, key: &str) -> Result<KeyVersion, FsError> {
-        let current = self.secret_with_key(path, key).await?;
-        let modified = self
-            .changes
-            .changed_at(path)
-            .unwrap_or(self.started)
-            .max(self.started);
+    /// What a versioned file shows now, as named values: a key file's secret
+    /// from the cache (so a revoked key fails, and the access keeps the secret in
+    /// use for the background refresher), or a view's fresh rendering.
+    async fn current_content(&self, node: &NodeKind) -> Result<Arc<Secret>, FsError> {
+        match node {
+            NodeKind::SecretFile { path, key } => self.secret_with_key(path, key).await,
+            NodeKind::View { source } => {
+                let rendered = self.render_view_content(source).await?;
+                let values = std::iter::once((VIEW_NAME.to_string(), rendered)).collect();
+                Ok(Arc::new(Secret {
+                    values,
+                    version: None,
+                    created_time: None,
+                }))
+            }
+            _ => Err(FsError::IsADirectory),
+        }
+    }
+
+    /// The version the file `ino` shows, after matching it against what it
+    /// should show now: an inode found showing an older content is retired,
+    /// keeps showing it for its readers and follows later.
+    async fn file_version(&self, ino: u64, node: &NodeKind) -> Result<FileVersion, FsError> {
+        let key = node.version_key().ok_or(FsError::IsADirectory)?;
+        let current = self.current_content(node).await?;
+        let modified = self.modified_at(node);
         let (version, outcome) = self
             .inodes
             .lock()
@@ -725,19 +778,20 @@ impl SecretFs {
         Ok(version)
     }
 
-    /// The bytes the inode `ino` shows now: a key file its own version's value.
+    /// The bytes the inode `ino` shows now: a key file or view its own version's.
     async fn content_of_inode(&self, ino: u64, node: &NodeKind) -> Result<SecretBytes, FsError> {
-        match node {
-            NodeKind::SecretFile { path, key } => {
-                let version = self.key_version(ino, path, key).await?;
+        match node.version_key() {
+            Some(key) => {
+                let version = self.file_version(ino, node).await?;
                 Ok(Zeroizing::new(version.value(key).to_vec()))
             }
-            _ => self.content_of(node).await,
+            None => self.content_of(node).await,
         }
     }
 
     /// The kernel forgot `count` lookups of `ino` (FUSE FORGET).
     pub fn forget(&self, ino: u64, count: u64) {
+        tracing::trace!(ino, count, "forget");
         self.inodes.lock().unwrap().forget(ino, count);
         self.read_snapshots.lock().unwrap().remove(&ino);
     }
@@ -812,16 +866,24 @@ impl SecretFs {
                 return Err(FsError::NotADirectory)
             }
         };
-        let ino = match &kind {
-            NodeKind::SecretFile { path, .. } => {
-                let secret = self.secret(path).await?.ok_or(FsError::NotFound)?;
-                self.intern_key_file(parent, name, kind.clone(), &secret)
+        // The lookup is counted as the inode is found, so that no change can
+        // drop it from the table before the kernel learns of it.
+        match kind.version_key() {
+            Some(key) => {
+                let current = self.current_content(&kind).await?;
+                let (ino, version) = self.intern_file(parent, name, kind.clone(), &current, true);
+                Ok(self.file_attr(ino, &version, key))
             }
-            _ => self.intern_child(parent, name, kind.clone()),
-        };
-        let attr = self.attr_of(ino, &kind).await?;
-        self.inodes.lock().unwrap().looked_up(ino);
-        Ok(attr)
+            None => {
+                let ino = self.intern_child(parent, name, kind.clone());
+                self.inodes.lock().unwrap().looked_up(ino);
+                let attr = self.attr_of(ino, &kind).await;
+                if attr.is_err() {
+                    self.forget(ino, 1);
+                }
+                attr
+            }
+        }
     }
 
     /// Decides what `name` inside the folder/secret `path` is: a key (which wins),
@@ -952,7 +1014,7 @@ impl SecretFs {
                             };
                             names.insert(key.clone());
                             entries.push(DirEntry {
-                                ino: self.intern_key_file(ino, key, kind, &secret),
+                                ino: self.intern_file(ino, key, kind, &secret, false).0,
                                 name: key.clone(),
                                 kind: NodeType::File,
                             });
@@ -1027,20 +1089,29 @@ impl SecretFs {
             | NodeKind::Package { .. }
             | NodeKind::Bot { .. }
             | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
-            NodeKind::SecretFile { path, key } => {
-                let version = self.key_version(ino, path, key).await?;
-                let mut attr = self.make_attr(ino, NodeType::File, version.value(key).len() as u64);
-                attr.mtime = version.modified;
-                Ok(attr)
+            NodeKind::SecretFile { key, .. } => {
+                let version = self.file_version(ino, node).await?;
+                Ok(self.file_attr(ino, &version, key))
             }
-            NodeKind::View { .. } | NodeKind::Status => {
+            NodeKind::View { .. } => {
+                let version = self.file_version(ino, node).await?;
+                Ok(self.file_attr(ino, &version, VIEW_NAME))
+            }
+            NodeKind::Status => {
                 let size = self.content_of(node).await?.len() as u64;
                 let mut attr = self.make_attr(ino, NodeType::File, size);
                 attr.mtime = self.modified_at(node);
-                attr.volatile = matches!(node, NodeKind::Status);
+                attr.volatile = true;
                 Ok(attr)
             }
         }
+    }
+
+    /// Attributes of a file showing `version`.
+    fn file_attr(&self, ino: u64, version: &FileVersion, key: &str) -> Attr {
+        let mut attr = self.make_attr(ino, NodeType::File, version.value(key).len() as u64);
+        attr.mtime = version.modified;
+        attr
     }
 
     /// When a file's content last changed, as far as gbo-fs saw: a new mtime makes
@@ -1226,6 +1297,7 @@ impl SecretFs {
         let warnings = self.key_warnings.clone();
         self.limited_fetch(path, move |store, path| {
             Box::pin(async move {
+                tracing::trace!(path, "Vault read");
                 let secret = store.read_secret(&path).await?;
                 if let Some(secret) = &secret {
                     warn_invalid_keys(&warnings, &path, secret);
@@ -1242,6 +1314,7 @@ impl SecretFs {
     ) -> impl FnOnce() -> BoxFuture<'static, Result<Option<Arc<Vec<ListEntry>>>, StoreError>> {
         self.limited_fetch(path, |store, path| {
             Box::pin(async move {
+                tracing::trace!(path, "Vault list");
                 let listing = store.list_folder(&path).await?;
                 Ok(listing.map(|mut entries| {
                     entries.sort();
@@ -1299,6 +1372,21 @@ impl SecretFs {
             path: path.to_string(),
             source,
         }
+    }
+}
+
+/// Logs (at trace level) a lookup or getattr and its outcome: inode, size and
+/// mtime, or the errno. Never content.
+fn trace_attr(operation: &str, ino: u64, name: Option<&OsStr>, attr: &Result<Attr, FsError>) {
+    match attr {
+        Ok(attr) => tracing::trace!(
+            operation,
+            ino,
+            name = ?name,
+            found = attr.ino,
+            size = attr.size,
+        ),
+        Err(error) => tracing::trace!(operation, ino, name = ?name, errno = error.errno()),
     }
 }
 

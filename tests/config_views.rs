@@ -37,6 +37,22 @@ fn bots_dir(root: &Path) -> PathBuf {
     bots
 }
 
+/// A mount whose root `config.csv` view renders a source holding `text`; the
+/// source lives in the returned directory.
+fn mount_config_csv(
+    server: &TestVaultServer,
+    text: &str,
+    extra: &[&str],
+) -> (tempfile::TempDir, Mount) {
+    let workspace = tempfile::tempdir().unwrap();
+    let source = workspace.path().join("config.csv");
+    std::fs::write(&source, text).unwrap();
+    let mut args = vec!["--config-csv", source.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mount = Mount::start(&server.addr(), &server.token(), &args);
+    (workspace, mount)
+}
+
 fn expected_view(source: &[u8], replacements: &[(&str, &str)]) -> Vec<u8> {
     let mut text = String::from_utf8(source.to_vec()).unwrap();
     for (reference, value) in replacements {
@@ -147,6 +163,11 @@ fn views_through_the_mount_follow_edits_and_rotations_and_leave_no_plaintext() {
     for secret in SECRETS {
         assert!(!log.contains(secret), "log leaks {secret}");
     }
+    assert!(
+        log.lines()
+            .any(|line| line.contains("TRACE") && line.contains("operation=\"lookup\"")),
+        "-vv logs each file operation at trace level"
+    );
     let leaks = files_containing(workspace.path(), &SECRETS);
     assert!(leaks.is_empty(), "plaintext written to disk: {leaks:?}");
     let leaks = files_containing(mount.dir.path(), &SECRETS);
@@ -159,18 +180,12 @@ fn an_unresolvable_reference_fails_closed_with_eio_and_a_log_line_naming_it() {
         return;
     }
     let server = server();
-    let workspace = tempfile::tempdir().unwrap();
-    let source = workspace.path().join("config.csv");
-    std::fs::write(
-        &source,
+    let (workspace, mount) = mount_config_csv(
+        &server,
         "name,value\nok,vault:gbo/llm/openai_key\nbroken,vault:gbo/llm/missing_key\n",
-    )
-    .unwrap();
-    let mount = Mount::start(
-        &server.addr(),
-        &server.token(),
-        &["--config-csv", source.to_str().unwrap()],
+        &[],
     );
+    let source = workspace.path().join("config.csv");
     let error = std::fs::read(mount.path("config.csv")).unwrap_err();
     assert_eq!(errno_of(&error), libc::EIO);
     let log = mount.log_text();
@@ -304,7 +319,7 @@ fn check_names_the_setting_of_a_malformed_reference() {
 }
 
 #[test]
-fn check_reads_a_file_config_csv_and_bots_dir_together_and_refuses_a_missing_bots_dir() {
+fn check_reads_a_file_config_csv_and_bots_dir_together_and_refuses_a_missing_or_empty_bots_dir() {
     let server = server();
     let dir = tempfile::tempdir().unwrap();
     let bots = bots_dir(dir.path());
@@ -341,6 +356,21 @@ fn check_reads_a_file_config_csv_and_bots_dir_together_and_refuses_a_missing_bot
             "{args:?}"
         );
     }
+
+    // A bots directory with no bot in it checks nothing: an error, not silence.
+    let empty = dir.path().join("empty-bots");
+    std::fs::create_dir(&empty).unwrap();
+    let empty = empty.to_str().unwrap();
+    let output = run_in(dir.path(), Some(&server), &["check", "--bots", empty]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "gbo-fs: --bots {empty}: no bot config.csv in it \
+             (expected <name>.gbai/<bot>.gbot/config.csv)\n"
+        )
+    );
 }
 
 #[test]
@@ -372,4 +402,39 @@ fn render_and_check_of_a_file_without_references_need_no_vault() {
             "{command}: {stderr}"
         );
     }
+}
+
+#[test]
+fn a_reader_midway_through_a_view_when_a_reference_rotates_reads_one_whole_rendering() {
+    if !fuse_available() {
+        return;
+    }
+    use std::io::Read;
+    let server = server();
+    let (_workspace, mount) = mount_config_csv(
+        &server,
+        "name,value\nllm-api-key,vault:gbo/llm/openai_key\n",
+        &["--cache-ttl", "1"],
+    );
+    let view = mount.path("config.csv");
+    let before = format!("name,value\nllm-api-key,{}\n", SECRETS[0]).into_bytes();
+    let after = format!("name,value\nllm-api-key,{}-and-longer\n", SECRETS[2]).into_bytes();
+    let mut reader = std::fs::File::open(&view).unwrap();
+    let mut head = [0u8; 5];
+    reader.read_exact(&mut head).unwrap();
+
+    server.put_str(
+        "secret",
+        "gbo/llm",
+        &[("openai_key", &format!("{}-and-longer", SECRETS[2]))],
+    );
+    let new_opens_see_it = wait_until(Duration::from_secs(10), || {
+        std::fs::read(&view).ok().as_deref() == Some(&after[..])
+    });
+    assert!(new_opens_see_it, "the rotation never reached a new open");
+
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert_eq!([&head[..], &rest].concat(), before, "one whole rendering");
+    assert_eq!(reader.metadata().unwrap().len(), before.len() as u64);
 }

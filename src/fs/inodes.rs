@@ -1,7 +1,7 @@
 //! The inode table: what each inode number shows, which name leads to it, how
 //! many lookups the kernel holds for it, and which value each key file shows.
 //!
-//! A key file's inode shows one value for its whole life ([`KeyVersion`]). When
+//! A key file's inode shows one value for its whole life ([`FileVersion`]). When
 //! the value changes, the name leads to a new inode and the old one is *retired*:
 //! a reader in the middle of the old one still reads one whole value (as with an
 //! atomic rename), and the retired inode follows the new value later (see
@@ -50,6 +50,16 @@ pub(super) enum NodeKind {
 }
 
 impl NodeKind {
+    /// The name a file's content has in its [`FileVersion`]: a key file's key, or
+    /// a view's file name. None for inodes whose content is not versioned.
+    pub fn version_key(&self) -> Option<&str> {
+        match self {
+            NodeKind::SecretFile { key, .. } => Some(key),
+            NodeKind::View { .. } => Some(crate::views::VIEW_NAME),
+            _ => None,
+        }
+    }
+
     fn is_directory(&self) -> bool {
         !matches!(
             self,
@@ -58,16 +68,16 @@ impl NodeKind {
     }
 }
 
-/// The value a key file's inode shows: the secret it was taken from (shared
-/// with the cache while the value is current, so it costs no copy) and when it
-/// appeared.
+/// The content a file's inode shows, as named values it is taken from: for a
+/// key file the secret (shared with the cache while it is current, so it costs
+/// no copy), for a view its rendering under its file name; and when it appeared.
 #[derive(Clone)]
-pub(super) struct KeyVersion {
+pub(super) struct FileVersion {
     pub secret: Arc<Secret>,
     pub modified: SystemTime,
 }
 
-impl KeyVersion {
+impl FileVersion {
     /// The value of `key` in this version (empty when the key is not in it).
     pub fn value<'a>(&'a self, key: &str) -> &'a [u8] {
         self.secret
@@ -104,7 +114,7 @@ struct Node {
     /// Lookups the kernel holds; FORGET gives them back.
     lookups: u64,
     /// The value a key file's inode shows.
-    version: Option<KeyVersion>,
+    version: Option<FileVersion>,
 }
 
 #[derive(Default)]
@@ -187,37 +197,39 @@ impl InodeTable {
         self.insert(parent, name, kind, None)
     }
 
-    /// The inode for the key file `name` under `parent` showing `secret`'s value:
-    /// the one there now while it shows that same value (it then shares `secret`,
-    /// so an older copy can be freed), else a new one, retiring the old. Returns
-    /// the inode and the one it retired, if the kernel still holds that one.
-    pub fn intern_key_file(
+    /// The inode for the file `name` under `parent` showing `secret`'s value of
+    /// `kind.version_key()`: the one there now while it shows that same value (it
+    /// then shares `secret`, so an older copy can be freed), else a new one,
+    /// retiring the old. Returns the inode, the version it shows, and the inode
+    /// it retired, if the kernel still holds that one.
+    pub fn intern_file(
         &mut self,
         parent: u64,
         name: &str,
         kind: NodeKind,
         secret: &Arc<Secret>,
         modified: SystemTime,
-    ) -> (u64, Option<u64>) {
-        let NodeKind::SecretFile { key, .. } = &kind else {
-            return (self.intern(parent, name, kind), None);
-        };
-        let fresh = || KeyVersion {
+    ) -> (u64, FileVersion, Option<u64>) {
+        let fresh = || FileVersion {
             secret: secret.clone(),
             modified,
         };
+        let Some(key) = kind.version_key().map(str::to_owned) else {
+            return (self.intern(parent, name, kind), fresh(), None);
+        };
+        let key = key.as_str();
         let mut retired = None;
         if let Some(ino) = self.child(parent, name) {
             if let Some(existing) = self.nodes.get_mut(&ino).filter(|n| *n.kind == kind) {
                 match &mut existing.version {
                     Some(version) if version.shows_same(key, secret) => {
                         version.secret = secret.clone();
-                        return (ino, None);
+                        return (ino, version.clone(), None);
                     }
                     Some(_) => {}
                     None => {
                         existing.version = Some(fresh());
-                        return (ino, None);
+                        return (ino, fresh(), None);
                     }
                 }
             }
@@ -229,7 +241,8 @@ impl InodeTable {
                 .map(|_| ino);
         }
         let version = fresh();
-        (self.insert(parent, name, kind, Some(version)), retired)
+        let ino = self.insert(parent, name, kind, Some(version.clone()));
+        (ino, version, retired)
     }
 
     /// The version a key file's inode shows, matched against `current` (the
@@ -242,15 +255,15 @@ impl InodeTable {
         key: &str,
         current: &Arc<Secret>,
         modified: SystemTime,
-    ) -> (KeyVersion, Reconciled) {
+    ) -> (FileVersion, Reconciled) {
         let Some(node) = self.nodes.get_mut(&ino) else {
-            let version = KeyVersion {
+            let version = FileVersion {
                 secret: current.clone(),
                 modified,
             };
             return (version, Reconciled::Retired);
         };
-        let version = node.version.get_or_insert_with(|| KeyVersion {
+        let version = node.version.get_or_insert_with(|| FileVersion {
             secret: current.clone(),
             modified,
         });
@@ -268,12 +281,12 @@ impl InodeTable {
     }
 
     /// The version a key file's inode shows, if it has one.
-    pub fn version(&self, ino: u64) -> Option<KeyVersion> {
+    pub fn version(&self, ino: u64) -> Option<FileVersion> {
         self.nodes.get(&ino)?.version.clone()
     }
 
     /// Makes a (retired) key file's inode show `version` from now on.
-    pub fn set_version(&mut self, ino: u64, version: KeyVersion) {
+    pub fn set_version(&mut self, ino: u64, version: FileVersion) {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.version = Some(version);
         }
@@ -373,7 +386,7 @@ impl InodeTable {
         parent: u64,
         name: &str,
         kind: NodeKind,
-        version: Option<KeyVersion>,
+        version: Option<FileVersion>,
     ) -> u64 {
         let ino = self.next_ino;
         self.next_ino += 1;
@@ -424,15 +437,14 @@ mod tests {
     fn a_changed_value_gets_a_new_inode_and_the_old_one_keeps_its_value_until_forgotten() {
         let mut table = InodeTable::new();
         let now = SystemTime::now();
-        let (first, retired) =
-            table.intern_key_file(ROOT_INO, "k", key_file(), &secret("one"), now);
+        let (first, _, retired) = table.intern_file(ROOT_INO, "k", key_file(), &secret("one"), now);
         assert_eq!(retired, None);
         table.looked_up(first);
-        let (same, retired) = table.intern_key_file(ROOT_INO, "k", key_file(), &secret("one"), now);
+        let (same, _, retired) = table.intern_file(ROOT_INO, "k", key_file(), &secret("one"), now);
         assert_eq!((same, retired), (first, None), "same value, same inode");
 
-        let (second, retired) =
-            table.intern_key_file(ROOT_INO, "k", key_file(), &secret("two"), now);
+        let (second, _, retired) =
+            table.intern_file(ROOT_INO, "k", key_file(), &secret("two"), now);
         assert_ne!(second, first);
         assert_eq!(retired, Some(first));
         assert_eq!(table.version(first).unwrap().value("k"), b"one");
@@ -449,7 +461,7 @@ mod tests {
     fn reconcile_retires_a_current_inode_once_and_keeps_its_old_value() {
         let mut table = InodeTable::new();
         let now = SystemTime::now();
-        let (ino, _) = table.intern_key_file(ROOT_INO, "k", key_file(), &secret("one"), now);
+        let (ino, _, _) = table.intern_file(ROOT_INO, "k", key_file(), &secret("one"), now);
         table.looked_up(ino);
         let (version, outcome) = table.reconcile(ino, "k", &secret("one"), now);
         assert_eq!(
@@ -484,8 +496,7 @@ mod tests {
         );
         table.looked_up(dir);
         let listed = table.intern(dir, "listed", NodeKind::Control);
-        let (held, _) =
-            table.intern_key_file(dir, "k", key_file(), &secret("v"), SystemTime::now());
+        let (held, _, _) = table.intern_file(dir, "k", key_file(), &secret("v"), SystemTime::now());
         table.looked_up(held);
         table.looked_up(held);
         table.forget(dir, 1);
@@ -508,8 +519,8 @@ mod tests {
             has_children: true,
         };
         let dir = table.intern(ROOT_INO, "k", folder);
-        let (file, retired) =
-            table.intern_key_file(ROOT_INO, "k", key_file(), &secret("v"), SystemTime::now());
+        let (file, _, retired) =
+            table.intern_file(ROOT_INO, "k", key_file(), &secret("v"), SystemTime::now());
         assert_ne!(dir, file);
         assert_eq!(retired, None, "never looked up, so simply dropped");
         assert!(table.node(dir).is_none());

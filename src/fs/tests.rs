@@ -326,7 +326,10 @@ async fn a_leaf_secret_that_gains_a_sub_folder_shows_it_once_its_folder_is_liste
         vec!["anthropic_key", "extra", "openai_key"]
     );
     assert!(
-        invalidated.lock().unwrap().contains(&Invalidation::Inode(llm)),
+        invalidated
+            .lock()
+            .unwrap()
+            .contains(&Invalidation::Inode(llm)),
         "the kernel is told to drop the entries it cached for gbo/llm"
     );
 }
@@ -817,8 +820,13 @@ async fn a_view_reflects_source_edits_and_rotations_and_open_handles_keep_a_snap
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert_eq!(cat(&fs, "config.csv").await.unwrap(), b"edited,rotated\n");
     assert_eq!(
-        fs.getattr(attr.ino).await.unwrap().size,
+        fs.resolve_path("config.csv").await.unwrap().size,
         b"edited,rotated\n".len() as u64
+    );
+    assert_eq!(
+        fs.getattr(attr.ino).await.unwrap().size,
+        b"k,sk-openai\n".len() as u64,
+        "the first inode keeps its content for readers midway (for ROTATION_GRACE)"
     );
 
     let mut snapshot = Vec::new();
@@ -1029,4 +1037,30 @@ async fn a_value_changed_without_a_change_event_still_gets_a_new_inode() {
         fs.read_at(old.ino, 0, 64).await.unwrap().as_slice(),
         b"sk-openai"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retired_inode_follows_the_latest_of_several_rotations_within_the_grace() {
+    let store = seeded();
+    let (fs, _told) = fs_recording_invalidations(&store).await;
+    let first = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    store.put_str("gbo/llm", &[("openai_key", "second")]);
+    refetch(&fs).await;
+    let second = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    store.put_str("gbo/llm", &[("openai_key", "third-value")]);
+    refetch(&fs).await;
+    let third = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    assert!(first.ino != second.ino && second.ino != third.ino);
+    assert_eq!(
+        fs.read_at(first.ino, 0, 64).await.unwrap().as_slice(),
+        b"sk-openai"
+    );
+    tokio::time::sleep(ROTATION_GRACE + Duration::from_millis(10)).await;
+    for ino in [first.ino, second.ino, third.ino] {
+        assert_eq!(
+            fs.read_at(ino, 0, 64).await.unwrap().as_slice(),
+            b"third-value",
+            "inode {ino} follows to the latest value"
+        );
+    }
 }
