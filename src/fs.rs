@@ -290,7 +290,7 @@ impl ChangeTracker {
                 };
                 let Some(now_held) = secret else { continue };
                 match now_held.filter(|s| s.values.contains_key(&**key)) {
-                    Some(current) => match table.reconcile(ino, key, current, now).1 {
+                    Some(current) => match table.reconcile(ino, key, current, now, false).1 {
                         Reconciled::Current => {}
                         Reconciled::JustRetired { parent, name } => {
                             invalidations.push(Invalidation::Entry { parent, name });
@@ -344,7 +344,7 @@ impl ChangeTracker {
             };
             let changed = {
                 let mut table = tracker.inodes.lock().unwrap();
-                let stale = table.version(ino).is_some_and(|shown| {
+                let stale = table.latest_version(ino).is_some_and(|shown| {
                     shown.secret.values.get(&*key) != latest.values.get(&*key)
                 });
                 if stale {
@@ -352,7 +352,7 @@ impl ChangeTracker {
                         .changed_at(&current_path(&table, ino))
                         .unwrap_or_else(SystemTime::now);
                     let secret = latest;
-                    table.set_version(ino, FileVersion { secret, modified });
+                    table.set_pending(ino, FileVersion { secret, modified });
                 }
                 stale
             };
@@ -756,8 +756,14 @@ impl SecretFs {
 
     /// The version the file `ino` shows, after matching it against what it
     /// should show now: an inode found showing an older content is retired,
-    /// keeps showing it for its readers and follows later.
-    async fn file_version(&self, ino: u64, node: &NodeKind) -> Result<FileVersion, FsError> {
+    /// keeps showing it for its readers and follows later. `attributes`: for the
+    /// kernel's attribute request, which is when a followed content takes effect.
+    async fn file_version(
+        &self,
+        ino: u64,
+        node: &NodeKind,
+        attributes: bool,
+    ) -> Result<FileVersion, FsError> {
         let key = node.version_key().ok_or(FsError::IsADirectory)?;
         let current = self.current_content(node).await?;
         let modified = self.modified_at(node);
@@ -765,7 +771,7 @@ impl SecretFs {
             .inodes
             .lock()
             .unwrap()
-            .reconcile(ino, key, &current, modified);
+            .reconcile(ino, key, &current, modified, attributes);
         match outcome {
             Reconciled::Current => {}
             Reconciled::JustRetired { parent, name } => {
@@ -782,7 +788,7 @@ impl SecretFs {
     async fn content_of_inode(&self, ino: u64, node: &NodeKind) -> Result<SecretBytes, FsError> {
         match node.version_key() {
             Some(key) => {
-                let version = self.file_version(ino, node).await?;
+                let version = self.file_version(ino, node, false).await?;
                 Ok(Zeroizing::new(version.value(key).to_vec()))
             }
             None => self.content_of(node).await,
@@ -804,21 +810,28 @@ impl SecretFs {
     /// children since it was last interned (its parent's listing now shows or no
     /// longer shows `name/`), its directory is reported changed, so the kernel drops
     /// the entries it cached: a leaf secret is never listed itself, so no change of
-    /// its own listing would reach the kernel.
-    fn intern_child(&self, parent: u64, name: &str, kind: NodeKind) -> u64 {
-        let flipped = match &kind {
-            NodeKind::Folder {
-                path, has_children, ..
-            } => {
-                let inodes = self.inodes.lock().unwrap();
-                let before = inodes.child(parent, name).and_then(|ino| inodes.node(ino));
-                matches!(before.as_deref(), Some(NodeKind::Folder { path: p, has_children: had, .. })
-                    if p == path && had != has_children)
-                .then(|| path.clone())
+    /// its own listing would reach the kernel. `lookup` counts one lookup of it for
+    /// the kernel, in the same step.
+    fn intern_child(&self, parent: u64, name: &str, kind: NodeKind, lookup: bool) -> u64 {
+        let (ino, flipped) = {
+            let mut inodes = self.inodes.lock().unwrap();
+            let flipped = match &kind {
+                NodeKind::Folder {
+                    path, has_children, ..
+                } => {
+                    let before = inodes.child(parent, name).and_then(|ino| inodes.node(ino));
+                    matches!(before.as_deref(), Some(NodeKind::Folder { path: p, has_children: had, .. })
+                        if p == path && had != has_children)
+                    .then(|| path.clone())
+                }
+                _ => None,
+            };
+            let ino = inodes.intern(parent, name, kind);
+            if lookup {
+                inodes.looked_up(ino);
             }
-            _ => None,
+            (ino, flipped)
         };
-        let ino = self.intern(parent, name, kind);
         if let Some(path) = flipped {
             self.changes.path_changed(&path, None);
         }
@@ -875,8 +888,7 @@ impl SecretFs {
                 Ok(self.file_attr(ino, &version, key))
             }
             None => {
-                let ino = self.intern_child(parent, name, kind.clone());
-                self.inodes.lock().unwrap().looked_up(ino);
+                let ino = self.intern_child(parent, name, kind.clone(), true);
                 let attr = self.attr_of(ino, &kind).await;
                 if attr.is_err() {
                     self.forget(ino, 1);
@@ -1049,7 +1061,7 @@ impl SecretFs {
                         has_children: child_has_children,
                     };
                     entries.push(DirEntry {
-                        ino: self.intern_child(ino, &entry.name, kind),
+                        ino: self.intern_child(ino, &entry.name, kind, false),
                         name: entry.name.clone(),
                         kind: NodeType::Directory,
                     });
@@ -1090,11 +1102,11 @@ impl SecretFs {
             | NodeKind::Bot { .. }
             | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
             NodeKind::SecretFile { key, .. } => {
-                let version = self.file_version(ino, node).await?;
+                let version = self.file_version(ino, node, true).await?;
                 Ok(self.file_attr(ino, &version, key))
             }
             NodeKind::View { .. } => {
-                let version = self.file_version(ino, node).await?;
+                let version = self.file_version(ino, node, true).await?;
                 Ok(self.file_attr(ino, &version, VIEW_NAME))
             }
             NodeKind::Status => {

@@ -105,6 +105,86 @@ fn a_reader_midway_through_a_file_when_it_rotates_reads_one_whole_value() {
 }
 
 #[test]
+fn without_a_cache_keys_rotating_and_vanishing_under_readers_never_give_enoent_or_stop_the_daemon()
+{
+    if !fuse_available() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let server = seeded(0);
+    let values = ["first-value", "the-second-and-longer-value"];
+    server.put_str("secret", "gbo/churn", &[("k", values[0]), ("t", "x")]);
+    // With no cache every lookup and attribute request asks Vault, so the value
+    // can change between any two steps of a lookup.
+    let mut mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "0"]);
+    let held = std::fs::File::open(mount.path("gbo/churn/t")).unwrap();
+    let stop = AtomicBool::new(false);
+    let (reads, missing, wrong) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let started = Instant::now();
+            let mut round = 0;
+            while started.elapsed() < Duration::from_secs(3) {
+                // `k` always exists with one of two values; `t` comes and goes.
+                let k = values[round % 2];
+                match round % 3 {
+                    0 => server.put_str("secret", "gbo/churn", &[("k", k)]),
+                    _ => server.put_str("secret", "gbo/churn", &[("k", k), ("t", "x")]),
+                }
+                round += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = held.metadata();
+            }
+        });
+        for _ in 0..3 {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    match std::fs::read(mount.path("gbo/churn/k")) {
+                        Ok(value) if values.iter().any(|v| v.as_bytes() == value) => {}
+                        Ok(_) => drop(wrong.fetch_add(1, Ordering::Relaxed)),
+                        Err(error) if errno_of(&error) == libc::ENOENT => {
+                            missing.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => panic!("read failed: {error}"),
+                    }
+                }
+            });
+        }
+    });
+    let reads = reads.load(Ordering::Relaxed);
+    assert!(reads > 100, "only {reads} reads");
+    assert_eq!(
+        missing.load(Ordering::Relaxed),
+        0,
+        "ENOENT in {reads} reads"
+    );
+    assert_eq!(
+        wrong.load(Ordering::Relaxed),
+        0,
+        "a mixed or cut value in {reads} reads"
+    );
+    assert!(
+        std::fs::read(mount.path("gbo/churn/k")).is_ok(),
+        "the daemon still serves"
+    );
+    drop(held);
+    let status = mount.stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let log = mount.log_text();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
 fn the_status_file_is_hidden_from_ls_and_reports_counters_without_values() {
     if !fuse_available() {
         return;

@@ -122,6 +122,9 @@ pub(super) struct InodeTable {
     nodes: HashMap<u64, Node>,
     /// Children by name, per parent inode: the inode each name leads to now.
     children: HashMap<u64, HashMap<Arc<str>, u64>>,
+    /// Content a retired file is to show once the kernel asks its attributes
+    /// again (see [`InodeTable::set_pending`]).
+    pending: HashMap<u64, FileVersion>,
     next_ino: u64,
 }
 
@@ -245,17 +248,20 @@ impl InodeTable {
         (ino, version, retired)
     }
 
-    /// The version a key file's inode shows, matched against `current` (the
-    /// secret Vault holds now): kept and re-shared when its value is the same,
-    /// else left as it is and the inode retired. An inode with no version takes
-    /// `current`'s.
+    /// The version a file's inode shows, matched against `current` (what it
+    /// should show now): kept and re-shared when its value is the same, else left
+    /// as it is and the inode retired. An inode with no version takes `current`'s.
+    /// `attributes`: the kernel is asking for the inode's attributes, so a
+    /// pending version takes effect first.
     pub fn reconcile(
         &mut self,
         ino: u64,
         key: &str,
         current: &Arc<Secret>,
         modified: SystemTime,
+        attributes: bool,
     ) -> (FileVersion, Reconciled) {
+        let pending = attributes.then(|| self.pending.remove(&ino)).flatten();
         let Some(node) = self.nodes.get_mut(&ino) else {
             let version = FileVersion {
                 secret: current.clone(),
@@ -263,6 +269,9 @@ impl InodeTable {
             };
             return (version, Reconciled::Retired);
         };
+        if pending.is_some() {
+            node.version = pending;
+        }
         let version = node.version.get_or_insert_with(|| FileVersion {
             secret: current.clone(),
             modified,
@@ -280,15 +289,24 @@ impl InodeTable {
         (version, Reconciled::JustRetired { parent, name })
     }
 
-    /// The version a key file's inode shows, if it has one.
-    pub fn version(&self, ino: u64) -> Option<FileVersion> {
-        self.nodes.get(&ino)?.version.clone()
+    /// The version a file's inode is to show: a pending one, else the one it
+    /// shows.
+    pub fn latest_version(&self, ino: u64) -> Option<FileVersion> {
+        self.pending
+            .get(&ino)
+            .cloned()
+            .or_else(|| self.nodes.get(&ino)?.version.clone())
     }
 
-    /// Makes a (retired) key file's inode show `version` from now on.
-    pub fn set_version(&mut self, ino: u64, version: FileVersion) {
-        if let Some(node) = self.nodes.get_mut(&ino) {
-            node.version = Some(version);
+    /// Makes a (retired) file's inode show `version` from the next time the
+    /// kernel asks its attributes. Until then reads still get the content it
+    /// showed, which matches the size the kernel holds: a read already past its
+    /// attribute check never gets new bytes cut to the old size. (The kernel asks
+    /// attributes before every read once they are invalidated, as gbo-fs does
+    /// right after this, with FUSE_AUTO_INVAL_DATA.)
+    pub fn set_pending(&mut self, ino: u64, version: FileVersion) {
+        if self.nodes.contains_key(&ino) {
+            self.pending.insert(ino, version);
         }
     }
 
@@ -299,6 +317,7 @@ impl InodeTable {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.version = None;
         }
+        self.pending.remove(&ino);
         if !self.is_current(ino) {
             return None;
         }
@@ -359,6 +378,7 @@ impl InodeTable {
         let Some(node) = self.nodes.remove(&ino) else {
             return;
         };
+        self.pending.remove(&ino);
         if let Some(children) = self.children.get_mut(&node.parent) {
             if children.get(&node.name) == Some(&ino) {
                 children.remove(&node.name);
@@ -447,8 +467,8 @@ mod tests {
             table.intern_file(ROOT_INO, "k", key_file(), &secret("two"), now);
         assert_ne!(second, first);
         assert_eq!(retired, Some(first));
-        assert_eq!(table.version(first).unwrap().value("k"), b"one");
-        assert_eq!(table.version(second).unwrap().value("k"), b"two");
+        assert_eq!(table.latest_version(first).unwrap().value("k"), b"one");
+        assert_eq!(table.latest_version(second).unwrap().value("k"), b"two");
         assert_eq!(table.child(ROOT_INO, "k"), Some(second));
         assert_eq!(table.counts(), (3, 1));
 
@@ -463,12 +483,12 @@ mod tests {
         let now = SystemTime::now();
         let (ino, _, _) = table.intern_file(ROOT_INO, "k", key_file(), &secret("one"), now);
         table.looked_up(ino);
-        let (version, outcome) = table.reconcile(ino, "k", &secret("one"), now);
+        let (version, outcome) = table.reconcile(ino, "k", &secret("one"), now, true);
         assert_eq!(
             (version.value("k"), outcome),
             (&b"one"[..], Reconciled::Current)
         );
-        let (version, outcome) = table.reconcile(ino, "k", &secret("two"), now);
+        let (version, outcome) = table.reconcile(ino, "k", &secret("two"), now, true);
         assert_eq!(version.value("k"), b"one");
         assert_eq!(
             outcome,
@@ -477,7 +497,7 @@ mod tests {
                 name: "k".into()
             }
         );
-        let (_, outcome) = table.reconcile(ino, "k", &secret("two"), now);
+        let (_, outcome) = table.reconcile(ino, "k", &secret("two"), now, true);
         assert_eq!(outcome, Reconciled::Retired);
         assert_eq!(table.child(ROOT_INO, "k"), None);
     }

@@ -974,9 +974,15 @@ async fn a_reader_midway_through_a_rotated_key_keeps_its_value_while_new_lookups
     assert!(!before_grace.contains(&Invalidation::Inode(old.ino)));
     assert!(!before_grace.contains(&Invalidation::Inode(unchanged.ino)));
 
-    // After the grace, a reader keeping the old file open sees the rotation too.
+    // After the grace, a reader keeping the old file open sees the rotation too,
+    // from the kernel's next attribute request on: a read already past its
+    // attribute check still gets the old value, never new bytes cut to 9.
     tokio::time::sleep(ROTATION_GRACE + Duration::from_millis(10)).await;
     assert!(told.lock().unwrap().contains(&Invalidation::Inode(old.ino)));
+    assert_eq!(
+        fs.read_at(old.ino, 0, 4096).await.unwrap().as_slice(),
+        b"sk-openai"
+    );
     assert_eq!(fs.getattr(old.ino).await.unwrap().size, 21);
     assert_eq!(
         fs.read_at(old.ino, 0, 4096).await.unwrap().as_slice(),
@@ -1057,6 +1063,7 @@ async fn a_retired_inode_follows_the_latest_of_several_rotations_within_the_grac
     );
     tokio::time::sleep(ROTATION_GRACE + Duration::from_millis(10)).await;
     for ino in [first.ino, second.ino, third.ino] {
+        assert_eq!(fs.getattr(ino).await.unwrap().size, 11);
         assert_eq!(
             fs.read_at(ino, 0, 64).await.unwrap().as_slice(),
             b"third-value",
