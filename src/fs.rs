@@ -255,12 +255,13 @@ impl ChangeTracker {
         }
     }
 
-    /// Records a change of `path`. A folder listing: its directory is invalidated.
-    /// A secret (`now` is its value, `None` when deleted or revoked): its
-    /// directory and every config.csv view are invalidated; each key file whose
-    /// value changed is retired (its name is dropped, so the next open finds a
-    /// new inode with the new value) and follows later; a revoked key's file
-    /// stops showing its value at once.
+    /// Records a change of `path`: of a folder listing when `secret` is `None`
+    /// (its directory is invalidated), else of a secret, whose value is now
+    /// `secret` (`Some(None)` when deleted or revoked): its directory and every
+    /// config.csv view are invalidated; each key file whose value changed is
+    /// retired (its name is dropped, so the next open finds a new inode with the
+    /// new value) and follows later; a revoked key's file stops showing its value
+    /// at once.
     fn path_changed(self: &Arc<Self>, path: &str, secret: Option<Option<&Arc<Secret>>>) {
         let now = SystemTime::now();
         self.changed_at
@@ -309,7 +310,8 @@ impl ChangeTracker {
         }
         tracing::info!(
             path,
-            inodes = invalidations.len() + follow.len(),
+            kernel_notices = invalidations.len(),
+            following = follow.len(),
             what = if secret.is_some() {
                 "secret"
             } else {
