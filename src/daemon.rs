@@ -310,12 +310,12 @@ fn warn_if_owner_is_locked_out(args: &MountArgs) {
 /// own: a notification written from a task that the kernel is waiting on for
 /// the same inode could deadlock.
 fn kernel_invalidator(notifier: fuser::Notifier) -> crate::fs::Invalidator {
-    use crate::fs::Invalidation;
-    let (sender, receiver) = std::sync::mpsc::channel::<Invalidation>();
+    use crate::fs::{Invalidated, Invalidation};
+    let (sender, receiver) = std::sync::mpsc::channel::<(Invalidation, Option<Invalidated>)>();
     let spawned = std::thread::Builder::new()
         .name("gbo-fs-invalidate".into())
         .spawn(move || {
-            for invalidation in receiver {
+            for (invalidation, done) in receiver {
                 let sent = match &invalidation {
                     Invalidation::Inode(ino) => notifier.inval_inode(fuser::INodeNo(*ino), 0, 0),
                     Invalidation::Entry { parent, name } => {
@@ -328,14 +328,17 @@ fn kernel_invalidator(notifier: fuser::Notifier) -> crate::fs::Invalidator {
                         tracing::debug!(?invalidation, %error, "kernel cache invalidation failed");
                     }
                 }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
             }
         });
     if let Err(error) = spawned {
         tracing::warn!(%error, "no invalidation thread; rotations reach readers at the kernel TTL");
     }
     let sender = std::sync::Mutex::new(sender);
-    Arc::new(move |invalidation| {
-        let _ = sender.lock().unwrap().send(invalidation);
+    Arc::new(move |invalidation, done| {
+        let _ = sender.lock().unwrap().send((invalidation, done));
     })
 }
 

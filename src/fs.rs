@@ -217,8 +217,12 @@ pub enum Invalidation {
     Entry { parent: u64, name: Box<str> },
 }
 
-/// Tells the kernel to forget what it cached (fuser's `Notifier`).
-pub type Invalidator = Arc<dyn Fn(Invalidation) + Send + Sync>;
+/// Tells the kernel to forget what it cached (fuser's `Notifier`), then, when a
+/// sender is given, reports on it that the kernel has done so.
+pub type Invalidator = Arc<dyn Fn(Invalidation, Option<Invalidated>) + Send + Sync>;
+
+/// Reports that an invalidation reached the kernel (or never will).
+pub type Invalidated = tokio::sync::oneshot::Sender<()>;
 
 /// The content a retired file is to show once its grace ends: the key of its
 /// value and the named values it is taken from.
@@ -250,8 +254,17 @@ impl ChangeTracker {
     fn tell_kernel(&self, invalidations: Vec<Invalidation>) {
         if let Some(invalidate) = self.invalidator.get() {
             for invalidation in invalidations {
-                invalidate(invalidation);
+                invalidate(invalidation, None);
             }
+        }
+    }
+
+    /// Tells the kernel, and returns once it has done as told.
+    async fn tell_kernel_and_wait(&self, invalidation: Invalidation) {
+        if let Some(invalidate) = self.invalidator.get() {
+            let (done, invalidated) = tokio::sync::oneshot::channel();
+            invalidate(invalidation, Some(done));
+            let _ = invalidated.await;
         }
     }
 
@@ -291,7 +304,7 @@ impl ChangeTracker {
                 };
                 let Some(now_held) = secret else { continue };
                 match now_held.filter(|s| s.values.contains_key(&**key)) {
-                    Some(current) => match table.reconcile(ino, key, current, now, false).1 {
+                    Some(current) => match table.reconcile(ino, key, current, now, None).1 {
                         Reconciled::Current => {}
                         Reconciled::JustRetired { parent, name } => {
                             invalidations.push(Invalidation::Entry { parent, name });
@@ -344,23 +357,25 @@ impl ChangeTracker {
             let Some((key, latest)) = tracker.following.lock().unwrap().remove(&ino) else {
                 return;
             };
-            let changed = {
-                let mut table = tracker.inodes.lock().unwrap();
-                let stale = table.latest_version(ino).is_some_and(|shown| {
-                    shown.secret.values.get(&*key) != latest.values.get(&*key)
-                });
-                if stale {
-                    let modified = tracker
-                        .changed_at(&current_path(&table, ino))
-                        .unwrap_or_else(SystemTime::now);
-                    let secret = latest;
-                    table.set_pending(ino, FileVersion { secret, modified });
-                }
-                stale
-            };
-            if changed {
-                tracker.tell_kernel(vec![Invalidation::Inode(ino)]);
+            let stale = tracker
+                .inodes
+                .lock()
+                .unwrap()
+                .latest_version(ino)
+                .is_some_and(|shown| shown.secret.values.get(&*key) != latest.values.get(&*key));
+            if !stale {
+                return;
             }
+            // The kernel drops the inode's attributes and pages first; only then
+            // does the new content wait for its next attribute request (see
+            // `InodeTable::set_pending`).
+            tracker.tell_kernel_and_wait(Invalidation::Inode(ino)).await;
+            let mut table = tracker.inodes.lock().unwrap();
+            let modified = tracker
+                .changed_at(&current_path(&table, ino))
+                .unwrap_or_else(SystemTime::now);
+            let secret = latest;
+            table.set_pending(ino, FileVersion { secret, modified });
         });
     }
 
@@ -767,13 +782,18 @@ impl SecretFs {
         attributes: bool,
     ) -> Result<FileVersion, FsError> {
         let key = node.version_key().ok_or(FsError::IsADirectory)?;
+        // Only a version pending before this request arrived may take effect.
+        let pending = match attributes {
+            true => self.inodes.lock().unwrap().pending_order(ino),
+            false => None,
+        };
         let current = self.current_content(node).await?;
         let modified = self.modified_at(node);
         let (version, outcome) = self
             .inodes
             .lock()
             .unwrap()
-            .reconcile(ino, key, &current, modified, attributes);
+            .reconcile(ino, key, &current, modified, pending);
         match outcome {
             Reconciled::Current => {}
             Reconciled::JustRetired { parent, name } => {

@@ -123,8 +123,9 @@ pub(super) struct InodeTable {
     /// Children by name, per parent inode: the inode each name leads to now.
     children: HashMap<u64, HashMap<Arc<str>, u64>>,
     /// Content a retired file is to show once the kernel asks its attributes
-    /// again (see [`InodeTable::set_pending`]).
-    pending: HashMap<u64, FileVersion>,
+    /// again (see [`InodeTable::set_pending`]), with the order it was set in.
+    pending: HashMap<u64, (u64, FileVersion)>,
+    pending_set: u64,
     next_ino: u64,
 }
 
@@ -251,17 +252,23 @@ impl InodeTable {
     /// The version a file's inode shows, matched against `current` (what it
     /// should show now): kept and re-shared when its value is the same, else left
     /// as it is and the inode retired. An inode with no version takes `current`'s.
-    /// `attributes`: the kernel is asking for the inode's attributes, so a
-    /// pending version takes effect first.
+    /// `pending`: for the kernel's attribute request, the pending version
+    /// ([`InodeTable::pending_order`]) that was set when the request arrived,
+    /// which takes effect first.
     pub fn reconcile(
         &mut self,
         ino: u64,
         key: &str,
         current: &Arc<Secret>,
         modified: SystemTime,
-        attributes: bool,
+        pending: Option<u64>,
     ) -> (FileVersion, Reconciled) {
-        let pending = attributes.then(|| self.pending.remove(&ino)).flatten();
+        let pending = match (pending, self.pending.get(&ino)) {
+            (Some(order), Some((set, _))) if *set == order => {
+                self.pending.remove(&ino).map(|(_, version)| version)
+            }
+            _ => None,
+        };
         let Some(node) = self.nodes.get_mut(&ino) else {
             let version = FileVersion {
                 secret: current.clone(),
@@ -294,20 +301,28 @@ impl InodeTable {
     pub fn latest_version(&self, ino: u64) -> Option<FileVersion> {
         self.pending
             .get(&ino)
-            .cloned()
+            .map(|(_, version)| version.clone())
             .or_else(|| self.nodes.get(&ino)?.version.clone())
     }
 
-    /// Makes a (retired) file's inode show `version` from the next time the
-    /// kernel asks its attributes. Until then reads still get the content it
-    /// showed, which matches the size the kernel holds: a read already past its
-    /// attribute check never gets new bytes cut to the old size. (The kernel asks
-    /// attributes before every read once they are invalidated, as gbo-fs does
-    /// right after this, with FUSE_AUTO_INVAL_DATA.)
+    /// Makes a (retired) file's inode show `version` from the next attribute
+    /// request of the kernel's that arrives after this call; gbo-fs makes this
+    /// call only once the kernel has dropped the inode's attributes and pages.
+    /// Until then reads still get the content the inode showed, which matches the
+    /// size the kernel holds, and an attribute request that was already on its
+    /// way (whose answer the kernel ignores, as it predates the invalidation)
+    /// changes nothing: so a read never gets new bytes cut to the old size.
     pub fn set_pending(&mut self, ino: u64, version: FileVersion) {
         if self.nodes.contains_key(&ino) {
-            self.pending.insert(ino, version);
+            self.pending_set += 1;
+            self.pending.insert(ino, (self.pending_set, version));
         }
+    }
+
+    /// Which pending version ([`InodeTable::set_pending`]) an attribute request
+    /// arriving now may apply.
+    pub fn pending_order(&self, ino: u64) -> Option<u64> {
+        self.pending.get(&ino).map(|(order, _)| *order)
     }
 
     /// Drops the value an inode shows (its key was revoked or deleted): reads
@@ -483,12 +498,12 @@ mod tests {
         let now = SystemTime::now();
         let (ino, _, _) = table.intern_file(ROOT_INO, "k", key_file(), &secret("one"), now);
         table.looked_up(ino);
-        let (version, outcome) = table.reconcile(ino, "k", &secret("one"), now, true);
+        let (version, outcome) = table.reconcile(ino, "k", &secret("one"), now, None);
         assert_eq!(
             (version.value("k"), outcome),
             (&b"one"[..], Reconciled::Current)
         );
-        let (version, outcome) = table.reconcile(ino, "k", &secret("two"), now, true);
+        let (version, outcome) = table.reconcile(ino, "k", &secret("two"), now, None);
         assert_eq!(version.value("k"), b"one");
         assert_eq!(
             outcome,
@@ -497,7 +512,7 @@ mod tests {
                 name: "k".into()
             }
         );
-        let (_, outcome) = table.reconcile(ino, "k", &secret("two"), now, true);
+        let (_, outcome) = table.reconcile(ino, "k", &secret("two"), now, None);
         assert_eq!(outcome, Reconciled::Retired);
         assert_eq!(table.child(ROOT_INO, "k"), None);
     }

@@ -305,7 +305,7 @@ async fn a_leaf_secret_that_gains_a_sub_folder_shows_it_once_its_folder_is_liste
     let fs = SecretFs::new(store.clone(), config);
     let invalidated = Arc::new(Mutex::new(Vec::new()));
     let record = invalidated.clone();
-    fs.set_invalidator(Arc::new(move |ino| record.lock().unwrap().push(ino)));
+    fs.set_invalidator(Arc::new(move |ino, _| record.lock().unwrap().push(ino)));
     assert_eq!(
         names(&fs, "gbo/llm").await,
         vec!["anthropic_key", "openai_key"]
@@ -924,7 +924,7 @@ async fn fs_recording_invalidations(
     let fs = Arc::new(fs_with(store.clone()));
     let told = Arc::new(Mutex::new(Vec::new()));
     let sink = told.clone();
-    fs.set_invalidator(Arc::new(move |invalidation| {
+    fs.set_invalidator(Arc::new(move |invalidation, _| {
         sink.lock().unwrap().push(invalidation)
     }));
     (fs, told)
@@ -1070,4 +1070,36 @@ async fn a_retired_inode_follows_the_latest_of_several_rotations_within_the_grac
             "inode {ino} follows to the latest value"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attribute_request_already_on_its_way_when_a_retired_file_follows_keeps_the_old_size() {
+    // The kernel ignores the answer to a request it sent before an invalidation:
+    // if that answer switched the content, the kernel would keep the old size and
+    // cut the new value to it. Only requests arriving after the follow switch.
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.operation_timeout = Duration::from_secs(30);
+    let fs = Arc::new(SecretFs::new(store.clone(), config));
+    fs.set_invalidator(Arc::new(|_, _| {}));
+    let old = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    store.put_str("gbo/llm", &[("openai_key", "sk-rotated-and-longer")]);
+    refetch(&fs).await;
+
+    // A slow Vault: an attribute request arriving now waits 2 s on it, past the
+    // 1 s grace at which the old inode follows the rotation.
+    store.delay("gbo/llm", Duration::from_secs(2));
+    fs.expire_cache();
+    let early = tokio::spawn({
+        let fs = fs.clone();
+        async move { fs.getattr(old.ino).await }
+    });
+    tokio::time::sleep(ROTATION_GRACE + Duration::from_millis(100)).await;
+    assert_eq!(early.await.unwrap().unwrap().size, 9, "arrived before the follow");
+    let late = fs.getattr(old.ino).await.unwrap();
+    assert_eq!(late.size, 21, "arrived after the follow");
+    assert_eq!(
+        fs.read_at(old.ino, 0, 64).await.unwrap().as_slice(),
+        b"sk-rotated-and-longer"
+    );
 }
