@@ -787,7 +787,13 @@ impl SecretFs {
             true => self.inodes.lock().unwrap().pending_order(ino),
             false => None,
         };
-        let current = self.current_content(node).await?;
+        let current = match self.current_content(node).await {
+            Ok(current) => current,
+            Err(error) => {
+                self.revoke_if_gone(ino, node, &error);
+                return Err(error);
+            }
+        };
         let modified = self.modified_at(node);
         let (version, outcome) = self
             .inodes
@@ -804,6 +810,35 @@ impl SecretFs {
             Reconciled::Retired => self.changes.follow_later(ino, key.into(), current),
         }
         Ok(version)
+    }
+
+    /// A key file whose key Vault says is gone (not found, or denied) stops
+    /// showing its value: nothing cached may bring it back, even where no change
+    /// was seen (past the cache, or with no cache at all).
+    fn revoke_if_gone(&self, ino: u64, node: &NodeKind, error: &FsError) {
+        let gone = matches!(
+            error,
+            FsError::NotFound
+                | FsError::Store {
+                    source: StoreError::PermissionDenied,
+                    ..
+                }
+        );
+        if !gone || !matches!(node, NodeKind::SecretFile { .. }) {
+            return;
+        }
+        let named = {
+            let mut table = self.inodes.lock().unwrap();
+            if table.latest_version(ino).is_none() {
+                return; // Nothing shown, nothing to revoke.
+            }
+            table.revoke(ino)
+        };
+        let mut invalidations = vec![Invalidation::Inode(ino)];
+        if let Some((parent, name)) = named {
+            invalidations.push(Invalidation::Entry { parent, name });
+        }
+        self.changes.tell_kernel(invalidations);
     }
 
     /// The bytes the inode `ino` shows now: a key file or view its own version's.

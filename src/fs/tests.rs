@@ -1095,11 +1095,33 @@ async fn an_attribute_request_already_on_its_way_when_a_retired_file_follows_kee
         async move { fs.getattr(old.ino).await }
     });
     tokio::time::sleep(ROTATION_GRACE + Duration::from_millis(100)).await;
-    assert_eq!(early.await.unwrap().unwrap().size, 9, "arrived before the follow");
+    assert_eq!(
+        early.await.unwrap().unwrap().size,
+        9,
+        "arrived before the follow"
+    );
     let late = fs.getattr(old.ino).await.unwrap();
     assert_eq!(late.size, 21, "arrived after the follow");
     assert_eq!(
         fs.read_at(old.ino, 0, 64).await.unwrap().as_slice(),
         b"sk-rotated-and-longer"
     );
+}
+
+#[tokio::test]
+async fn a_key_seen_gone_never_shows_its_old_value_again_even_without_a_cache() {
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.cache.ttl = Duration::ZERO;
+    let fs = SecretFs::new(store.clone(), config);
+    let old = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    store.delete("gbo/llm");
+    assert_eq!(fs.getattr(old.ino).await.unwrap_err(), FsError::NotFound);
+    store.put_str("gbo/llm", &[("openai_key", "sk-recreated")]);
+    assert_eq!(
+        fs.read_at(old.ino, 0, 64).await.unwrap().as_slice(),
+        b"sk-recreated",
+        "not the value from before the deletion"
+    );
+    assert_eq!(fs.getattr(old.ino).await.unwrap().size, 12);
 }
