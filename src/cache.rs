@@ -374,7 +374,8 @@ impl<V: Clone + PartialEq> Inner<V> {
     /// Stores a fetch's answer; true when a previously held value changed.
     fn store_answer(&self, key: &str, answer: &Answer<V>) -> bool {
         let mut entries = self.entries.lock().unwrap();
-        let previous = entries.peek(key).and_then(|e| e.value.clone());
+        // `Some(None)`: the key was known to be absent (not found).
+        let previous: Option<Option<V>> = entries.peek(key).map(|e| e.value.clone());
         self.outage
             .set(matches!(answer, Err(error) if error.is_transient()));
         match answer {
@@ -394,11 +395,13 @@ impl<V: Clone + PartialEq> Inner<V> {
                         },
                     );
                 }
-                previous.is_some() && previous != *value
+                // Absent to present is a change too (a secret deleted and
+                // created again); a first answer, or one after eviction, is not.
+                previous.is_some_and(|previous| previous != *value)
             }
             Err(error) if !error.is_transient() => {
                 entries.pop(key);
-                previous.is_some()
+                previous.flatten().is_some()
             }
             Err(_) => {
                 if let Some(entry) = entries.peek_mut(key) {
@@ -714,6 +717,30 @@ mod tests {
         assert_eq!(
             *changed.lock().unwrap(),
             vec![("k".to_string(), Some(2)), ("k".to_string(), None)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_deleted_and_created_again_notifies_both_changes_but_a_first_answer_does_not() {
+        let cache = FetchCache::new(policy(10));
+        let changed = Arc::new(Mutex::new(Vec::new()));
+        let sink = changed.clone();
+        cache.on_change(Arc::new(move |key: &str, now: Option<&u32>| {
+            sink.lock().unwrap().push((key.to_string(), now.copied()))
+        }));
+        let calls = Arc::new(AtomicUsize::new(0));
+        for answer in [Some(1), None, Some(3)] {
+            fetch_counted(&cache, "k", &calls, Ok(answer))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        fetch_counted(&cache, "first", &calls, Ok(None))
+            .await
+            .unwrap();
+        assert_eq!(
+            *changed.lock().unwrap(),
+            vec![("k".to_string(), None), ("k".to_string(), Some(3))]
         );
     }
 

@@ -547,7 +547,9 @@ impl SecretFs {
                     if *is_secret {
                         self.secret(path).await?;
                     }
-                    Ok(true)
+                    // Without a cache no change is ever seen, so none could be
+                    // invalidated: the kernel must ask for every listing.
+                    Ok(!self.config.cache.ttl.is_zero())
                 })
                 .await
             }
@@ -812,19 +814,26 @@ impl SecretFs {
         Ok(version)
     }
 
-    /// A key file whose key Vault says is gone (not found, or denied) stops
-    /// showing its value: nothing cached may bring it back, even where no change
-    /// was seen (past the cache, or with no cache at all).
+    /// A key file whose key Vault says is gone (not found, or denied), or a view
+    /// that cannot be rendered, stops showing what it showed: nothing kept may
+    /// bring it back, even where no change was seen (past the cache, or with no
+    /// cache at all).
     fn revoke_if_gone(&self, ino: u64, node: &NodeKind, error: &FsError) {
-        let gone = matches!(
-            error,
-            FsError::NotFound
-                | FsError::Store {
-                    source: StoreError::PermissionDenied,
-                    ..
-                }
-        );
-        if !gone || !matches!(node, NodeKind::SecretFile { .. }) {
+        let gone = match node {
+            NodeKind::SecretFile { .. } => matches!(
+                error,
+                FsError::NotFound
+                    | FsError::Store {
+                        source: StoreError::PermissionDenied,
+                        ..
+                    }
+            ),
+            // A view that cannot be rendered fails closed; its last rendering may
+            // hold a revoked value.
+            NodeKind::View { .. } => true,
+            _ => false,
+        };
+        if !gone {
             return;
         }
         let named = {

@@ -378,6 +378,56 @@ fn kernel_cached_listings_follow_secrets_added_and_removed_in_vault() {
 }
 
 #[test]
+fn a_secret_deleted_and_created_again_while_its_directory_is_held_lists_its_keys_again() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    server.put_str("secret", "gbo/again", &[("k1", "v1")]);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "1"]);
+    let dir = mount.path("gbo/again");
+    assert_eq!(names_in(&dir), vec!["k1"]);
+    // As a shell whose working directory it is, listing it (`ls .`).
+    let held = std::fs::File::open(&dir).unwrap();
+    let through_held = std::path::PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&held)
+    ));
+    server.delete_secret("secret", "gbo/again");
+    let emptied = wait_until(Duration::from_secs(10), || {
+        names_in(&through_held).is_empty()
+    });
+    assert!(emptied, "the deleted secret's keys stayed listed");
+    server.put_str("secret", "gbo/again", &[("k1", "v2")]);
+    let listed = wait_until(Duration::from_secs(10), || {
+        names_in(&dir) == vec!["k1"] && names_in(&through_held) == vec!["k1"]
+    });
+    assert!(listed, "the secret created again stayed empty in ls");
+    assert_eq!(std::fs::read(dir.join("k1")).unwrap(), b"v2");
+    drop(held);
+}
+
+#[test]
+fn without_a_cache_ls_shows_keys_added_since_the_last_ls() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    let mount = Mount::start(&server.addr(), &server.token(), &["--cache-ttl", "0"]);
+    let dir = mount.path("gbo/llm");
+    assert_eq!(names_in(&dir), vec!["openai_key"]);
+    server.put_str(
+        "secret",
+        "gbo/llm",
+        &[("openai_key", "sk-before"), ("new_key", "n")],
+    );
+    let listed = wait_until(Duration::from_secs(10), || {
+        names_in(&dir) == vec!["new_key", "openai_key"]
+    });
+    assert!(listed, "ls kept the listing from before");
+}
+
+#[test]
 fn a_reader_that_only_preads_an_open_file_still_sees_a_rotation() {
     if !fuse_available() {
         return;

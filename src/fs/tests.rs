@@ -1125,3 +1125,66 @@ async fn a_key_seen_gone_never_shows_its_old_value_again_even_without_a_cache() 
     );
     assert_eq!(fs.getattr(old.ino).await.unwrap().size, 12);
 }
+
+#[tokio::test]
+async fn a_view_that_failed_closed_never_shows_its_earlier_rendering_again() {
+    let store = seeded();
+    let (_dir, _source, fs) = fs_viewing(
+        store.clone(),
+        "k,vault:gbo/llm/openai_key\n",
+        MissingReference::Error,
+    );
+    let view = fs.resolve_path("config.csv").await.unwrap();
+    assert_eq!(
+        fs.read_at(view.ino, 0, 64).await.unwrap().as_slice(),
+        b"k,sk-openai\n"
+    );
+    store.fail("gbo/llm", StoreError::PermissionDenied);
+    fs.expire_cache();
+    assert_eq!(
+        fs.read_at(view.ino, 0, 64).await.unwrap_err().errno(),
+        libc::EIO
+    );
+    store.clear_faults();
+    store.put_str("gbo/llm", &[("openai_key", "sk-granted-again")]);
+    assert_eq!(
+        fs.read_at(view.ino, 0, 64).await.unwrap().as_slice(),
+        b"k,sk-granted-again\n",
+        "not the rendering from before the denial"
+    );
+}
+
+#[tokio::test]
+async fn without_a_cache_the_kernel_may_not_cache_directory_listings() {
+    for (ttl, kernel_may_cache) in [(Duration::ZERO, false), (Duration::from_secs(1), true)] {
+        let mut config = FsConfig::new("gbo");
+        config.cache.ttl = ttl;
+        let fs = SecretFs::new(seeded(), config);
+        let folder = fs.resolve_path("gbo/llm").await.unwrap();
+        assert_eq!(
+            fs.opendir(folder.ino).await.unwrap(),
+            kernel_may_cache,
+            "{ttl:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_secret_deleted_and_created_again_invalidates_its_directory_both_times() {
+    let store = seeded();
+    let (fs, told) = fs_recording_invalidations(&store).await;
+    let folder = fs.resolve_path("gbo/llm").await.unwrap().ino;
+    names(&fs, "gbo/llm").await;
+    store.delete("gbo/llm");
+    fs.expire_cache();
+    assert!(fs.secret("gbo/llm").await.unwrap().is_none());
+    assert!(told.lock().unwrap().contains(&Invalidation::Inode(folder)));
+    told.lock().unwrap().clear();
+    store.put_str("gbo/llm", &[("openai_key", "sk-again")]);
+    fs.expire_cache();
+    assert!(fs.secret("gbo/llm").await.unwrap().is_some());
+    assert!(
+        told.lock().unwrap().contains(&Invalidation::Inode(folder)),
+        "the kernel drops the empty listing it cached"
+    );
+}
