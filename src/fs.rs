@@ -172,17 +172,6 @@ impl WarnOnce {
     }
 }
 
-/// A LIST refused by policy still lets a directory open: its secret keys show.
-fn allow_denied(error: FsError) -> Result<(), FsError> {
-    match error {
-        FsError::Store {
-            source: StoreError::PermissionDenied,
-            ..
-        } => Ok(()),
-        other => Err(other),
-    }
-}
-
 /// Bytes `[offset, offset + size)` of `content`, clipped to its end.
 fn slice(content: &[u8], offset: u64, size: u32) -> SecretBytes {
     let start = usize::try_from(offset)
@@ -200,6 +189,42 @@ pub fn is_valid_file_name(name: &str) -> bool {
         && !name.contains('/')
         && !name.contains('\0')
         && name.len() <= MAX_NAME_BYTES
+}
+
+/// How the kernel may cache a directory's entries (see [`SecretFs::opendir`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirCache {
+    /// Cache them, keeping what it cached: they did not change since it read them.
+    Keep,
+    /// Cache them, dropping what it cached: they changed since it read them.
+    Refill,
+    /// Never cache them.
+    Off,
+}
+
+/// What a Vault folder's entries were made of: its secret (whose keys are
+/// files) and its listing (sub-folders and secrets).
+#[derive(Clone, Default)]
+struct FolderSource {
+    secret: Option<Arc<Secret>>,
+    listing: Option<Arc<Vec<ListEntry>>>,
+}
+
+impl FolderSource {
+    /// Whether both give the same directory entries (values do not matter).
+    fn same_entries(&self, other: &FolderSource) -> bool {
+        let same_keys = match (&self.secret, &other.secret) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.values.keys().eq(b.values.keys()),
+            _ => false,
+        };
+        let same_listing = match (&self.listing, &other.listing) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        };
+        same_keys && same_listing
+    }
 }
 
 /// How long an inode that showed a rotated value keeps showing it: a reader in
@@ -408,6 +433,9 @@ pub struct SecretFs {
     /// Vault requests that failed.
     vault_errors: AtomicU64,
     handles: Mutex<HashMap<u64, Arc<SecretBytes>>>,
+    /// What each Vault folder's entries were made of when the kernel last read
+    /// them, so that `opendir` can tell the kernel to drop a stale listing.
+    served_folders: Mutex<HashMap<u64, FolderSource>>,
     next_handle: AtomicU64,
     warnings: WarnOnce,
     key_warnings: Arc<WarnOnce>,
@@ -444,6 +472,7 @@ impl SecretFs {
             reads_served: AtomicU64::new(0),
             vault_errors: AtomicU64::new(0),
             handles: Mutex::new(HashMap::new()),
+            served_folders: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             warnings: WarnOnce::default(),
             key_warnings: Arc::default(),
@@ -529,10 +558,12 @@ impl SecretFs {
         count
     }
 
-    /// Opens a directory; true when the kernel may cache its entries (Vault
-    /// folders, whose changes gbo-fs sees and invalidates). Marks the folder as
-    /// in use so the background refresher keeps it current.
-    pub async fn opendir(&self, ino: u64) -> Result<bool, FsError> {
+    /// Opens a directory and says how the kernel may cache its entries: Vault
+    /// folders are cached, and what the kernel cached is dropped when their
+    /// entries differ from those it last read (a change gbo-fs may not have seen
+    /// as one, e.g. once the old answer left the cache). Marks the folder as in
+    /// use so the background refresher keeps it current.
+    pub async fn opendir(&self, ino: u64) -> Result<DirCache, FsError> {
         let node = self.node(ino)?;
         match &*node {
             NodeKind::Folder {
@@ -541,23 +572,55 @@ impl SecretFs {
                 has_children,
             } => {
                 self.bounded(async {
-                    if *has_children {
-                        self.listing(path).await.map(|_| ()).or_else(allow_denied)?;
-                    }
-                    if *is_secret {
-                        self.secret(path).await?;
-                    }
+                    let now = self
+                        .folder_source(path, *is_secret, *has_children, true)
+                        .await?;
                     // Without a cache no change is ever seen, so none could be
                     // invalidated: the kernel must ask for every listing.
-                    Ok(!self.config.cache.ttl.is_zero())
+                    if self.config.cache.ttl.is_zero() {
+                        return Ok(DirCache::Off);
+                    }
+                    let served = self.served_folders.lock().unwrap().get(&ino).cloned();
+                    Ok(match served {
+                        Some(served) if !served.same_entries(&now) => DirCache::Refill,
+                        _ => DirCache::Keep,
+                    })
                 })
                 .await
             }
             NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
                 Err(FsError::NotADirectory)
             }
-            _ => Ok(false),
+            _ => Ok(DirCache::Off),
         }
+    }
+
+    /// What a Vault folder's entries are made of now: its secret's keys and its
+    /// listing (none when its parent showed it as a leaf secret; empty when
+    /// listing it is denied and it is a secret, or `opening` it).
+    async fn folder_source(
+        &self,
+        path: &str,
+        is_secret: bool,
+        has_children: bool,
+        opening: bool,
+    ) -> Result<FolderSource, FsError> {
+        let secret = match is_secret {
+            true => self.secret(path).await?,
+            false => None,
+        };
+        let listing = match has_children {
+            false => None,
+            true => match self.listing(path).await {
+                Ok(listing) => Some(listing),
+                Err(FsError::Store {
+                    source: StoreError::PermissionDenied,
+                    ..
+                }) if is_secret || opening => None,
+                Err(other) => return Err(other),
+            },
+        };
+        Ok(FolderSource { secret, listing })
     }
 
     pub fn config(&self) -> &FsConfig {
@@ -866,6 +929,7 @@ impl SecretFs {
         tracing::trace!(ino, count, "forget");
         self.inodes.lock().unwrap().forget(ino, count);
         self.read_snapshots.lock().unwrap().remove(&ino);
+        self.served_folders.lock().unwrap().remove(&ino);
     }
 
     fn intern(&self, parent: u64, name: &str, kind: NodeKind) -> u64 {
@@ -1083,8 +1147,15 @@ impl SecretFs {
             } => {
                 let mut entries = Vec::new();
                 let mut names = HashSet::new();
-                if *is_secret {
-                    if let Some(secret) = self.secret(path).await? {
+                let source = self
+                    .folder_source(path, *is_secret, *has_children, false)
+                    .await?;
+                self.served_folders
+                    .lock()
+                    .unwrap()
+                    .insert(ino, source.clone());
+                {
+                    if let Some(secret) = &source.secret {
                         for key in secret.values.keys().filter(|k| is_valid_file_name(k)) {
                             let kind = NodeKind::SecretFile {
                                 path: path.clone(),
@@ -1092,7 +1163,7 @@ impl SecretFs {
                             };
                             names.insert(key.clone());
                             entries.push(DirEntry {
-                                ino: self.intern_file(ino, key, kind, &secret, false).0,
+                                ino: self.intern_file(ino, key, kind, secret, false).0,
                                 name: key.clone(),
                                 kind: NodeType::File,
                             });
@@ -1100,18 +1171,7 @@ impl SecretFs {
                     }
                 }
                 // A leaf secret's parent listing showed no `name/`: nothing to list.
-                let listing = if !*has_children {
-                    Arc::new(Vec::new())
-                } else {
-                    match self.listing(path).await {
-                        Ok(listing) => listing,
-                        Err(FsError::Store {
-                            source: StoreError::PermissionDenied,
-                            ..
-                        }) if *is_secret => Arc::new(Vec::new()),
-                        Err(other) => return Err(other),
-                    }
-                };
+                let listing = source.listing.unwrap_or_default();
                 for entry in listing.iter() {
                     if !is_valid_file_name(&entry.name) || names.contains(&entry.name) {
                         continue;

@@ -16,7 +16,7 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
-use crate::fs::{Attr, FsError, NodeType, SecretFs, ROOT_INO};
+use crate::fs::{Attr, DirCache, FsError, NodeType, SecretFs, ROOT_INO};
 
 /// How long the kernel may keep a name or attributes before asking again. Each
 /// time it asks, a changed size or mtime makes it drop the file's cached pages
@@ -216,14 +216,13 @@ impl Filesystem for FuseAdapter {
         self.spawn(move |fs| async move {
             // Vault folders may be cached by the kernel: gbo-fs invalidates them
             // when a refresh finds their entries changed.
-            match fs.opendir(ino.0).await {
-                Ok(true) => reply.opened(
-                    FileHandle(0),
-                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-                ),
-                Ok(false) => reply.opened(FileHandle(0), FopenFlags::empty()),
-                Err(e) => reply.error(errno(&e)),
-            }
+            let flags = match fs.opendir(ino.0).await {
+                Ok(DirCache::Keep) => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+                Ok(DirCache::Refill) => FopenFlags::FOPEN_CACHE_DIR,
+                Ok(DirCache::Off) => FopenFlags::empty(),
+                Err(e) => return reply.error(errno(&e)),
+            };
+            reply.opened(FileHandle(0), flags)
         });
     }
 

@@ -428,6 +428,38 @@ fn without_a_cache_ls_shows_keys_added_since_the_last_ls() {
 }
 
 #[test]
+fn ls_shows_a_change_made_while_the_secret_was_out_of_a_full_cache() {
+    if !fuse_available() {
+        return;
+    }
+    let server = seeded(0);
+    let mount = Mount::start(
+        &server.addr(),
+        &server.token(),
+        &["--cache-ttl", "1", "--cache-capacity", "1"],
+    );
+    let dir = mount.path("gbo/llm");
+    assert_eq!(names_in(&dir), vec!["openai_key"]);
+    // Reading another secret pushes gbo/llm out of the one-entry cache, so its
+    // next answer is not compared with the last: no change is seen as such.
+    std::fs::read(mount.path("gbo/tables/password")).unwrap();
+    server.put_str(
+        "secret",
+        "gbo/llm",
+        &[("openai_key", "sk-before"), ("new_key", "n")],
+    );
+    let listed = wait_until(Duration::from_secs(10), || {
+        std::fs::read(mount.path("gbo/tables/password")).unwrap();
+        names_in(&dir) == vec!["new_key", "openai_key"]
+    });
+    assert!(
+        listed,
+        "ls kept the listing the kernel cached: {:?}",
+        names_in(&dir)
+    );
+}
+
+#[test]
 fn a_reader_that_only_preads_an_open_file_still_sees_a_rotation() {
     if !fuse_available() {
         return;

@@ -1156,7 +1156,10 @@ async fn a_view_that_failed_closed_never_shows_its_earlier_rendering_again() {
 
 #[tokio::test]
 async fn without_a_cache_the_kernel_may_not_cache_directory_listings() {
-    for (ttl, kernel_may_cache) in [(Duration::ZERO, false), (Duration::from_secs(1), true)] {
+    for (ttl, kernel_may_cache) in [
+        (Duration::ZERO, DirCache::Off),
+        (Duration::from_secs(1), DirCache::Keep),
+    ] {
         let mut config = FsConfig::new("gbo");
         config.cache.ttl = ttl;
         let fs = SecretFs::new(seeded(), config);
@@ -1186,5 +1189,37 @@ async fn a_secret_deleted_and_created_again_invalidates_its_directory_both_times
     assert!(
         told.lock().unwrap().contains(&Invalidation::Inode(folder)),
         "the kernel drops the empty listing it cached"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_whose_entries_changed_unseen_is_dropped_from_the_kernel_cache_at_open() {
+    // With room for one secret, a change while the secret is out of the cache is
+    // not seen as a change; opening the directory still finds its entries differ
+    // from those the kernel last read.
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.cache.capacity = 1;
+    let fs = SecretFs::new(store.clone(), config);
+    let folder = fs.resolve_path("gbo/llm").await.unwrap().ino;
+    assert_eq!(fs.opendir(folder).await.unwrap(), DirCache::Keep);
+    assert_eq!(
+        names(&fs, "gbo/llm").await,
+        vec!["anthropic_key", "openai_key"]
+    );
+    assert_eq!(
+        fs.opendir(folder).await.unwrap(),
+        DirCache::Keep,
+        "unchanged"
+    );
+
+    cat(&fs, "gbo/tables/host").await.unwrap();
+    store.put_str("gbo/llm", &[("openai_key", "sk-openai"), ("added", "x")]);
+    assert_eq!(fs.opendir(folder).await.unwrap(), DirCache::Refill);
+    assert_eq!(names(&fs, "gbo/llm").await, vec!["added", "openai_key"]);
+    assert_eq!(
+        fs.opendir(folder).await.unwrap(),
+        DirCache::Keep,
+        "read again"
     );
 }
