@@ -124,7 +124,7 @@ pub(super) struct InodeTable {
     children: HashMap<u64, HashMap<Arc<str>, u64>>,
     /// Content a retired file is to show once the kernel asks its attributes
     /// again (see [`InodeTable::set_pending`]), with the order it was set in.
-    pending: HashMap<u64, (u64, FileVersion)>,
+    pending: HashMap<u64, (u64, tokio::time::Instant, FileVersion)>,
     pending_set: u64,
     next_ino: u64,
 }
@@ -264,8 +264,8 @@ impl InodeTable {
         pending: Option<u64>,
     ) -> (FileVersion, Reconciled) {
         let pending = match (pending, self.pending.get(&ino)) {
-            (Some(order), Some((set, _))) if *set == order => {
-                self.pending.remove(&ino).map(|(_, version)| version)
+            (Some(order), Some((set, _, _))) if *set == order => {
+                self.pending.remove(&ino).map(|(_, _, version)| version)
             }
             _ => None,
         };
@@ -301,7 +301,7 @@ impl InodeTable {
     pub fn latest_version(&self, ino: u64) -> Option<FileVersion> {
         self.pending
             .get(&ino)
-            .map(|(_, version)| version.clone())
+            .map(|(_, _, version)| version.clone())
             .or_else(|| self.nodes.get(&ino)?.version.clone())
     }
 
@@ -315,14 +315,17 @@ impl InodeTable {
     pub fn set_pending(&mut self, ino: u64, version: FileVersion) {
         if self.nodes.contains_key(&ino) {
             self.pending_set += 1;
-            self.pending.insert(ino, (self.pending_set, version));
+            let now = tokio::time::Instant::now();
+            self.pending.insert(ino, (self.pending_set, now, version));
         }
     }
 
     /// Which pending version ([`InodeTable::set_pending`]) an attribute request
-    /// arriving now may apply.
-    pub fn pending_order(&self, ino: u64) -> Option<u64> {
-        self.pending.get(&ino).map(|(order, _)| *order)
+    /// arriving now may apply, and when it was set.
+    pub fn pending_order(&self, ino: u64) -> Option<(u64, tokio::time::Instant)> {
+        self.pending
+            .get(&ino)
+            .map(|(order, set_at, _)| (*order, *set_at))
     }
 
     /// Drops the value an inode shows (its key was revoked or deleted): reads
