@@ -1240,13 +1240,14 @@ impl SecretFs {
             | NodeKind::Package { .. }
             | NodeKind::Bot { .. }
             | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
-            NodeKind::SecretFile { key, .. } => {
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } => {
+                let key = node.version_key().unwrap_or_default();
                 let version = self.file_version(ino, node, true).await?;
-                Ok(self.file_attr(ino, &version, key))
-            }
-            NodeKind::View { .. } => {
-                let version = self.file_version(ino, node, true).await?;
-                Ok(self.file_attr(ino, &version, VIEW_NAME))
+                let mut attr = self.file_attr(ino, &version, key);
+                // A followed content still waiting (see PENDING_SETTLE): the
+                // kernel must not keep these attributes, but ask again.
+                attr.volatile = self.inodes.lock().unwrap().pending_order(ino).is_some();
+                Ok(attr)
             }
             NodeKind::Status => {
                 let size = self.content_of(node).await?.len() as u64;

@@ -1232,11 +1232,16 @@ async fn a_followed_content_waits_for_requests_queued_before_its_invalidation_to
     store.put_str("gbo/llm", &[("openai_key", "sk-rotated-and-longer")]);
     refetch(&fs).await;
     tokio::time::sleep(ROTATION_GRACE + Duration::from_millis(1)).await;
+    let early = fs.getattr(old.ino).await.unwrap();
     assert_eq!(
-        fs.getattr(old.ino).await.unwrap().size,
-        9,
+        early.size, 9,
         "too soon after the invalidation: possibly queued before it"
     );
+    assert!(
+        early.volatile,
+        "the kernel asks again instead of keeping it"
+    );
     tokio::time::sleep(PENDING_SETTLE).await;
-    assert_eq!(fs.getattr(old.ino).await.unwrap().size, 21);
+    let late = fs.getattr(old.ino).await.unwrap();
+    assert_eq!((late.size, late.volatile), (21, false));
 }
