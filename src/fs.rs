@@ -391,25 +391,34 @@ impl ChangeTracker {
             let Some((key, latest)) = tracker.following.lock().unwrap().remove(&ino) else {
                 return;
             };
-            let stale = tracker
-                .inodes
-                .lock()
-                .unwrap()
-                .latest_version(ino)
-                .is_some_and(|shown| shown.secret.values.get(&*key) != latest.values.get(&*key));
-            if !stale {
-                return;
-            }
+            let version = {
+                let mut table = tracker.inodes.lock().unwrap();
+                let stale = table.latest_version(ino).is_some_and(|shown| {
+                    shown.secret.values.get(&*key) != latest.values.get(&*key)
+                });
+                if !stale {
+                    return;
+                }
+                let modified = tracker
+                    .changed_at(&current_path(&table, ino))
+                    .unwrap_or_else(SystemTime::now);
+                let version = FileVersion {
+                    secret: latest,
+                    modified,
+                };
+                // Still waiting for the kernel's attribute request: only what it
+                // will show changes (a new invalidation now would restart the
+                // wait, and rotations faster than it would starve the follow).
+                if table.replace_pending(ino, version.clone()) {
+                    return;
+                }
+                version
+            };
             // The kernel drops the inode's attributes and pages first; only then
             // does the new content wait for its next attribute request (see
             // `InodeTable::set_pending`).
             tracker.tell_kernel_and_wait(Invalidation::Inode(ino)).await;
-            let mut table = tracker.inodes.lock().unwrap();
-            let modified = tracker
-                .changed_at(&current_path(&table, ino))
-                .unwrap_or_else(SystemTime::now);
-            let secret = latest;
-            table.set_pending(ino, FileVersion { secret, modified });
+            tracker.inodes.lock().unwrap().set_pending(ino, version);
         });
     }
 

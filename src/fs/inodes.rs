@@ -320,6 +320,19 @@ impl InodeTable {
         }
     }
 
+    /// Replaces the content of a version already pending for `ino`, keeping its
+    /// order and time: the kernel has not been told of anything since, so no
+    /// new invalidation is needed. False when none is pending.
+    pub fn replace_pending(&mut self, ino: u64, version: FileVersion) -> bool {
+        match self.pending.get_mut(&ino) {
+            Some((_, _, pending)) => {
+                *pending = version;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Which pending version ([`InodeTable::set_pending`]) an attribute request
     /// arriving now may apply, and when it was set.
     pub fn pending_order(&self, ino: u64) -> Option<(u64, tokio::time::Instant)> {

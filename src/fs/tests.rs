@@ -1245,3 +1245,28 @@ async fn a_followed_content_waits_for_requests_queued_before_its_invalidation_to
     let late = fs.getattr(old.ino).await.unwrap();
     assert_eq!((late.size, late.volatile), (21, false));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rotation_while_a_followed_content_still_waits_replaces_it_without_a_new_invalidation() {
+    let store = seeded();
+    let (fs, told) = fs_recording_invalidations(&store).await;
+    let old = fs.resolve_path("gbo/llm/openai_key").await.unwrap();
+    store.put_str("gbo/llm", &[("openai_key", "second")]);
+    refetch(&fs).await;
+    tokio::time::sleep(ROTATION_GRACE + PENDING_SETTLE).await;
+    store.put_str("gbo/llm", &[("openai_key", "third-value")]);
+    refetch(&fs).await;
+    tokio::time::sleep(ROTATION_GRACE + PENDING_SETTLE).await;
+    let invalidations_of_old = told
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|i| **i == Invalidation::Inode(old.ino))
+        .count();
+    assert_eq!(invalidations_of_old, 1, "the wait is not restarted");
+    assert_eq!(fs.getattr(old.ino).await.unwrap().size, 11);
+    assert_eq!(
+        fs.read_at(old.ino, 0, 64).await.unwrap().as_slice(),
+        b"third-value"
+    );
+}
