@@ -233,15 +233,6 @@ impl FolderSource {
 /// it again.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(1);
 
-/// How long after a retired file's new content is set pending an attribute
-/// request may apply it. The kernel ignores answers to requests it queued before
-/// the invalidation that came first; such a request, read late by a busy daemon,
-/// would otherwise apply the new content while the kernel keeps the old size (a
-/// stress run saw one such read in 150 rotations without this). Requests are
-/// normally read within microseconds; one that comes sooner gets the old
-/// attributes, and the kernel asks again within its 1 s attribute TTL.
-pub const PENDING_SETTLE: Duration = Duration::from_millis(20);
-
 /// What the kernel should forget.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Invalidation {
@@ -391,34 +382,25 @@ impl ChangeTracker {
             let Some((key, latest)) = tracker.following.lock().unwrap().remove(&ino) else {
                 return;
             };
-            let version = {
-                let mut table = tracker.inodes.lock().unwrap();
-                let stale = table.latest_version(ino).is_some_and(|shown| {
-                    shown.secret.values.get(&*key) != latest.values.get(&*key)
-                });
-                if !stale {
-                    return;
-                }
-                let modified = tracker
-                    .changed_at(&current_path(&table, ino))
-                    .unwrap_or_else(SystemTime::now);
-                let version = FileVersion {
-                    secret: latest,
-                    modified,
-                };
-                // Still waiting for the kernel's attribute request: only what it
-                // will show changes (a new invalidation now would restart the
-                // wait, and rotations faster than it would starve the follow).
-                if table.replace_pending(ino, version.clone()) {
-                    return;
-                }
-                version
-            };
+            let stale = tracker
+                .inodes
+                .lock()
+                .unwrap()
+                .latest_version(ino)
+                .is_some_and(|shown| shown.secret.values.get(&*key) != latest.values.get(&*key));
+            if !stale {
+                return;
+            }
             // The kernel drops the inode's attributes and pages first; only then
             // does the new content wait for its next attribute request (see
             // `InodeTable::set_pending`).
             tracker.tell_kernel_and_wait(Invalidation::Inode(ino)).await;
-            tracker.inodes.lock().unwrap().set_pending(ino, version);
+            let mut table = tracker.inodes.lock().unwrap();
+            let modified = tracker
+                .changed_at(&current_path(&table, ino))
+                .unwrap_or_else(SystemTime::now);
+            let secret = latest;
+            table.set_pending(ino, FileVersion { secret, modified });
         });
     }
 
@@ -865,15 +847,11 @@ impl SecretFs {
         attributes: bool,
     ) -> Result<FileVersion, FsError> {
         let key = node.version_key().ok_or(FsError::IsADirectory)?;
-        // Only a version pending before this request arrived may take effect,
-        // and only once requests the kernel queued before its invalidation have
-        // had time to be read (see PENDING_SETTLE).
+        // Only a version pending before this request arrived may take effect.
         let pending = match attributes {
             true => self.inodes.lock().unwrap().pending_order(ino),
             false => None,
-        }
-        .filter(|(_, set_at)| set_at.elapsed() >= PENDING_SETTLE)
-        .map(|(order, _)| order);
+        };
         let current = match self.current_content(node).await {
             Ok(current) => current,
             Err(error) => {
@@ -1249,14 +1227,13 @@ impl SecretFs {
             | NodeKind::Package { .. }
             | NodeKind::Bot { .. }
             | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
-            NodeKind::SecretFile { .. } | NodeKind::View { .. } => {
-                let key = node.version_key().unwrap_or_default();
+            NodeKind::SecretFile { key, .. } => {
                 let version = self.file_version(ino, node, true).await?;
-                let mut attr = self.file_attr(ino, &version, key);
-                // A followed content still waiting (see PENDING_SETTLE): the
-                // kernel must not keep these attributes, but ask again.
-                attr.volatile = self.inodes.lock().unwrap().pending_order(ino).is_some();
-                Ok(attr)
+                Ok(self.file_attr(ino, &version, key))
+            }
+            NodeKind::View { .. } => {
+                let version = self.file_version(ino, node, true).await?;
+                Ok(self.file_attr(ino, &version, VIEW_NAME))
             }
             NodeKind::Status => {
                 let size = self.content_of(node).await?.len() as u64;

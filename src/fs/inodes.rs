@@ -124,7 +124,7 @@ pub(super) struct InodeTable {
     children: HashMap<u64, HashMap<Arc<str>, u64>>,
     /// Content a retired file is to show once the kernel asks its attributes
     /// again (see [`InodeTable::set_pending`]), with the order it was set in.
-    pending: HashMap<u64, (u64, tokio::time::Instant, FileVersion)>,
+    pending: HashMap<u64, (u64, FileVersion)>,
     pending_set: u64,
     next_ino: u64,
 }
@@ -264,8 +264,8 @@ impl InodeTable {
         pending: Option<u64>,
     ) -> (FileVersion, Reconciled) {
         let pending = match (pending, self.pending.get(&ino)) {
-            (Some(order), Some((set, _, _))) if *set == order => {
-                self.pending.remove(&ino).map(|(_, _, version)| version)
+            (Some(order), Some((set, _))) if *set == order => {
+                self.pending.remove(&ino).map(|(_, version)| version)
             }
             _ => None,
         };
@@ -301,7 +301,7 @@ impl InodeTable {
     pub fn latest_version(&self, ino: u64) -> Option<FileVersion> {
         self.pending
             .get(&ino)
-            .map(|(_, _, version)| version.clone())
+            .map(|(_, version)| version.clone())
             .or_else(|| self.nodes.get(&ino)?.version.clone())
     }
 
@@ -309,36 +309,22 @@ impl InodeTable {
     /// request of the kernel's that arrives after this call; gbo-fs makes this
     /// call only once the kernel has dropped the inode's attributes and pages.
     /// Until then reads still get the content the inode showed, which matches the
-    /// size the kernel holds, and an attribute request that was already on its
-    /// way (whose answer the kernel ignores, as it predates the invalidation)
-    /// changes nothing: so a read never gets new bytes cut to the old size.
+    /// size the kernel holds, and an attribute request the daemon was already
+    /// serving changes nothing (the kernel ignores its answer, as it predates the
+    /// invalidation). One the kernel queued before the invalidation but the daemon
+    /// reads only after this call does switch the content while the kernel keeps
+    /// the old size: a rare cut read, see README Known limits.
     pub fn set_pending(&mut self, ino: u64, version: FileVersion) {
         if self.nodes.contains_key(&ino) {
             self.pending_set += 1;
-            let now = tokio::time::Instant::now();
-            self.pending.insert(ino, (self.pending_set, now, version));
-        }
-    }
-
-    /// Replaces the content of a version already pending for `ino`, keeping its
-    /// order and time: the kernel has not been told of anything since, so no
-    /// new invalidation is needed. False when none is pending.
-    pub fn replace_pending(&mut self, ino: u64, version: FileVersion) -> bool {
-        match self.pending.get_mut(&ino) {
-            Some((_, _, pending)) => {
-                *pending = version;
-                true
-            }
-            None => false,
+            self.pending.insert(ino, (self.pending_set, version));
         }
     }
 
     /// Which pending version ([`InodeTable::set_pending`]) an attribute request
-    /// arriving now may apply, and when it was set.
-    pub fn pending_order(&self, ino: u64) -> Option<(u64, tokio::time::Instant)> {
-        self.pending
-            .get(&ino)
-            .map(|(order, set_at, _)| (*order, *set_at))
+    /// arriving now may apply.
+    pub fn pending_order(&self, ino: u64) -> Option<u64> {
+        self.pending.get(&ino).map(|(order, _)| *order)
     }
 
     /// Drops the value an inode shows (its key was revoked or deleted): reads
