@@ -691,14 +691,23 @@ mod tests {
         assert!(backoff_delay(40) <= MAX_BACKOFF.mul_f64(1.5));
     }
 
-    #[tokio::test]
-    async fn a_changed_or_revoked_value_notifies_the_listener_and_an_equal_one_does_not() {
-        let cache = FetchCache::new(policy(10));
+    /// Changes the cache reported: each key with the value it holds now.
+    type Changes = Arc<Mutex<Vec<(String, Option<u32>)>>>;
+
+    /// Records every change the cache reports.
+    fn recorded_changes(cache: &FetchCache<u32>) -> Changes {
         let changed = Arc::new(Mutex::new(Vec::new()));
         let sink = changed.clone();
         cache.on_change(Arc::new(move |key: &str, now: Option<&u32>| {
             sink.lock().unwrap().push((key.to_string(), now.copied()))
         }));
+        changed
+    }
+
+    #[tokio::test]
+    async fn a_changed_or_revoked_value_notifies_the_listener_and_an_equal_one_does_not() {
+        let cache = FetchCache::new(policy(10));
+        let changed = recorded_changes(&cache);
         let calls = Arc::new(AtomicUsize::new(0));
         fetch_counted(&cache, "k", &calls, Ok(Some(1)))
             .await
@@ -723,11 +732,7 @@ mod tests {
     #[tokio::test]
     async fn a_key_deleted_and_created_again_notifies_both_changes_but_a_first_answer_does_not() {
         let cache = FetchCache::new(policy(10));
-        let changed = Arc::new(Mutex::new(Vec::new()));
-        let sink = changed.clone();
-        cache.on_change(Arc::new(move |key: &str, now: Option<&u32>| {
-            sink.lock().unwrap().push((key.to_string(), now.copied()))
-        }));
+        let changed = recorded_changes(&cache);
         let calls = Arc::new(AtomicUsize::new(0));
         for answer in [Some(1), None, Some(3)] {
             fetch_counted(&cache, "k", &calls, Ok(answer))

@@ -1154,20 +1154,18 @@ impl SecretFs {
                     .lock()
                     .unwrap()
                     .insert(ino, source.clone());
-                {
-                    if let Some(secret) = &source.secret {
-                        for key in secret.values.keys().filter(|k| is_valid_file_name(k)) {
-                            let kind = NodeKind::SecretFile {
-                                path: path.clone(),
-                                key: key.as_str().into(),
-                            };
-                            names.insert(key.clone());
-                            entries.push(DirEntry {
-                                ino: self.intern_file(ino, key, kind, secret, false).0,
-                                name: key.clone(),
-                                kind: NodeType::File,
-                            });
-                        }
+                if let Some(secret) = &source.secret {
+                    for key in secret.values.keys().filter(|k| is_valid_file_name(k)) {
+                        let kind = NodeKind::SecretFile {
+                            path: path.clone(),
+                            key: key.as_str().into(),
+                        };
+                        names.insert(key.clone());
+                        entries.push(DirEntry {
+                            ino: self.intern_file(ino, key, kind, secret, false).0,
+                            name: key.clone(),
+                            kind: NodeType::File,
+                        });
                     }
                 }
                 // A leaf secret's parent listing showed no `name/`: nothing to list.
@@ -1227,13 +1225,10 @@ impl SecretFs {
             | NodeKind::Package { .. }
             | NodeKind::Bot { .. }
             | NodeKind::Control => Ok(self.make_attr(ino, NodeType::Directory, 0)),
-            NodeKind::SecretFile { key, .. } => {
+            NodeKind::SecretFile { .. } | NodeKind::View { .. } => {
                 let version = self.file_version(ino, node, true).await?;
+                let key = node.version_key().unwrap_or_default();
                 Ok(self.file_attr(ino, &version, key))
-            }
-            NodeKind::View { .. } => {
-                let version = self.file_version(ino, node, true).await?;
-                Ok(self.file_attr(ino, &version, VIEW_NAME))
             }
             NodeKind::Status => {
                 let size = self.content_of(node).await?.len() as u64;
