@@ -184,7 +184,7 @@ pub struct UnsealArgs {
     pub keys_file: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct MigrateArgs {
     /// Print the plan (values masked) and write nothing: neither Vault nor files
     #[arg(long)]
@@ -193,6 +193,10 @@ pub struct MigrateArgs {
     /// Overwrite keys whose Vault value differs from the .env value (otherwise reported and left alone)
     #[arg(long)]
     pub force: bool,
+
+    /// Write the token in this file into the rewritten .env, instead of the token migrate writes to Vault with (botserver needs only a read-only token: `gbo-fs policy`)
+    #[arg(long, value_name = "PATH")]
+    pub env_token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, Args)]

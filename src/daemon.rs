@@ -53,6 +53,7 @@ pub fn build_filesystem(
     if let Some(gid) = gid {
         config.gid = gid;
     }
+    config.given_gid = gid;
     let fs = Arc::new(SecretFs::new(store.clone() as Arc<dyn SecretStore>, config));
     Ok((store, fs))
 }

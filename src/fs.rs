@@ -35,6 +35,9 @@ pub const CONTROL_DIR: &str = ".gbo-fs";
 /// Read-only daemon status inside the control directory.
 pub const STATUS_FILE: &str = "status.json";
 
+/// Distinct secret paths one config.csv view may reference (real ones use a few).
+pub const MAX_VIEW_PATHS: usize = 256;
+
 /// Longest file name a key may have (Linux NAME_MAX).
 pub const MAX_NAME_BYTES: usize = 255;
 
@@ -114,7 +117,11 @@ pub struct FsConfig {
     /// Namespace shown under the root, e.g. `gbo`.
     pub prefix: String,
     pub uid: u32,
+    /// Group of every file; the daemon's own unless `--gid` was given.
     pub gid: u32,
+    /// The `--gid` given, if any: the only group a view owner whose uid has no
+    /// user-database entry holds when its sources are read.
+    pub given_gid: Option<u32>,
     /// Mode of secret files (0400).
     pub file_mode: u16,
     /// Mode of directories (0500).
@@ -136,6 +143,7 @@ impl FsConfig {
             prefix: prefix.to_string(),
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
+            given_gid: None,
             file_mode: 0o400,
             dir_mode: 0o500,
             cache: CachePolicy::default(),
@@ -147,21 +155,30 @@ impl FsConfig {
     }
 }
 
-/// Logs each distinct problem once until the path works again.
+/// Logs each distinct problem once until the path works again. It remembers at
+/// most `WARNED_PROBLEMS_PER_PATH` problems of a path and `WARNED_PATHS` paths, so
+/// input that keeps inventing new problems cannot grow the daemon's memory; past
+/// those, new problems are not logged again.
 #[derive(Default)]
 struct WarnOnce {
     seen: Mutex<HashMap<String, HashSet<String>>>,
 }
 
+const WARNED_PROBLEMS_PER_PATH: usize = 100;
+const WARNED_PATHS: usize = 10_000;
+
 impl WarnOnce {
     /// True the first time `what` is reported for `path`.
     fn first(&self, path: &str, what: &str) -> bool {
-        self.seen
-            .lock()
-            .unwrap()
-            .entry(path.to_string())
-            .or_default()
-            .insert(what.to_string())
+        let mut seen = self.seen.lock().unwrap();
+        if !seen.contains_key(path) && seen.len() >= WARNED_PATHS {
+            return false;
+        }
+        let problems = seen.entry(path.to_string()).or_default();
+        if problems.contains(what) || problems.len() >= WARNED_PROBLEMS_PER_PATH {
+            return false;
+        }
+        problems.insert(what.to_string())
     }
 
     fn clear(&self, path: &str) {
@@ -451,7 +468,7 @@ impl SecretFs {
         let folders = FetchCache::sharing_outage(config.cache.clone(), outage);
         let inodes = Arc::new(Mutex::new(InodeTable::new()));
         let changes = Arc::new(ChangeTracker::new(inodes.clone()));
-        let source_reader = Arc::new(SourceReader::new(config.uid, config.gid));
+        let source_reader = Arc::new(SourceReader::new(config.uid, config.given_gid));
         let tracker = changes.clone();
         secrets.on_change(Arc::new(move |path: &str, now: Option<&Arc<Secret>>| {
             tracker.path_changed(path, Some(now))
@@ -1308,6 +1325,25 @@ impl SecretFs {
         }
     }
 
+    /// Reads a config.csv source that references at most `MAX_VIEW_PATHS` secret
+    /// paths: each is fetched on every rendering, so a bots-directory writer could
+    /// otherwise make one `open` cost Vault thousands of requests.
+    async fn read_view_source(&self, source: &Path) -> Result<Vec<u8>, FsError> {
+        let bytes = self.read_source(source).await?;
+        let paths = crate::config_csv::referenced_paths(&bytes).len();
+        if paths > MAX_VIEW_PATHS {
+            let file = source.display().to_string();
+            let reason = format!(
+                "references {paths} distinct secret paths; a view may reference at most {MAX_VIEW_PATHS}"
+            );
+            if self.warnings.first(&file, &reason) {
+                tracing::warn!(file, %reason, "config.csv source refused");
+            }
+            return Err(FsError::Source { file, reason });
+        }
+        Ok(bytes)
+    }
+
     /// Reads a config.csv source; a missing file is ENOENT, anything else names the file.
     async fn read_source(&self, source: &Path) -> Result<Vec<u8>, FsError> {
         let reader = self.source_reader.clone();
@@ -1350,14 +1386,14 @@ impl SecretFs {
 
     /// Renders a config.csv source with the configured missing-reference mode.
     pub async fn render_source(&self, source: &Path) -> Result<Rendered, FsError> {
-        let bytes = self.read_source(source).await?;
+        let bytes = self.read_view_source(source).await?;
         let mode = self.config.missing_reference;
         Ok(views::render_view(&bytes, mode, |path| self.fetch_for_view(path)).await)
     }
 
     /// Checks every reference of a config.csv source.
     pub async fn check_source(&self, source: &Path) -> Result<Vec<ReferenceCheck>, FsError> {
-        let bytes = self.read_source(source).await?;
+        let bytes = self.read_view_source(source).await?;
         Ok(views::check_view(&bytes, |path| self.fetch_for_view(path)).await)
     }
 

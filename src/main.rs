@@ -68,7 +68,14 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 dry_run: args.dry_run,
                 force: args.force,
             };
-            gbo_fs::migrate::run(&settings, &env_file, options)?;
+            let env_token = match &args.env_token_file {
+                Some(path) => Some(
+                    settings::read_secret_file("--env-token-file", path, "the .env's Vault token")
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => None,
+            };
+            gbo_fs::migrate::run(&settings, &env_file, options, env_token)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy => {

@@ -918,11 +918,14 @@ pub async fn migrate(
     Ok(Outcome::Migrated)
 }
 
-/// Resolves the store and runs [`migrate`] on `env_path`, reporting to stdout.
+/// Resolves the store and runs [`migrate`] on `env_path`, reporting to stdout. The
+/// rewritten `.env` gets `env_token` (`--env-token-file`) or, with a warning, the
+/// token migrate writes to Vault with.
 pub fn run(
     settings: &Settings,
     env_path: &Path,
     options: MigrateOptions,
+    env_token: Option<Zeroizing<String>>,
 ) -> Result<Outcome, String> {
     let env = EnvFile::load(env_path).map_err(|e| e.to_string())?;
     let store = VaultHttpStore::new(
@@ -934,13 +937,24 @@ pub fn run(
     // A refused token or a Vault that does not answer is reported as such, not as a KV
     // mount that cannot be determined.
     crate::token::authenticate_one_shot(&store, settings.upkeep.approle.as_ref(), &runtime)?;
+    let written_token = match &env_token {
+        Some(token) => token,
+        None => {
+            eprintln!(
+                "gbo-fs: warning: the rewritten .env gets the token migrate writes to Vault with, \
+                 which can write secrets; botserver needs only read access: give it a read-only \
+                 token with --env-token-file (`gbo-fs policy` prints the policy)"
+            );
+            &settings.connection.token
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     runtime
         .block_on(migrate(
             &store,
             &env,
             &settings.connection.addr,
-            settings.connection.token.as_str(),
+            written_token.as_str(),
             options,
             &mut stdout,
         ))
@@ -964,10 +978,10 @@ fn back_up(path: &Path, contents: &[u8]) -> Result<PathBuf, MigrateError> {
     let first = backup_path(path);
     let mut candidate = first.clone();
     for n in 1.. {
-        match std::fs::read(&candidate).map(Zeroizing::new) {
-            Ok(existing) if existing.as_slice() == contents => return Ok(candidate),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+        match holds_exactly(&candidate, contents) {
+            Ok(Some(true)) => return Ok(candidate),
+            Ok(Some(false)) => {}
+            Ok(None) => break,
             Err(e) => {
                 return Err(MigrateError::File {
                     path: candidate.display().to_string(),
@@ -981,6 +995,30 @@ fn back_up(path: &Path, contents: &[u8]) -> Result<PathBuf, MigrateError> {
     }
     write_atomically(&candidate, contents, owner_of(path))?;
     Ok(candidate)
+}
+
+/// Whether the earlier backup `path` holds exactly `contents`; `None` when there is
+/// none. Anything but a regular file (a symlink to `/dev/zero`, a FIFO) is never
+/// read and counts as different, and only a file of the same length is read.
+fn holds_exactly(path: &Path, contents: &[u8]) -> std::io::Result<Option<bool>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !metadata.file_type().is_file() || metadata.len() != contents.len() as u64 {
+        return Ok(Some(false));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let mut existing = Zeroizing::new(Vec::with_capacity(contents.len()));
+    file.take(contents.len() as u64 + 1)
+        .read_to_end(&mut existing)?;
+    Ok(Some(existing.as_slice() == contents))
 }
 
 fn owner_of(path: &Path) -> Option<(u32, u32)> {
@@ -1291,5 +1329,23 @@ mod tests {
             "EARLIER=1\n"
         );
         assert_eq!(back_up(&target, b"NOW=1\n").unwrap(), backup);
+    }
+
+    #[test]
+    fn a_planted_backup_symlink_is_never_read_or_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join(".env");
+        // Endless, and a device: reading it whole would exhaust memory.
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join(".env.bak")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, "NOW=1\n").unwrap();
+        std::os::unix::fs::symlink(&outside, dir.path().join(".env.bak.1")).unwrap();
+        let backup = back_up(&target, b"NOW=1\n").unwrap();
+        assert_eq!(backup, dir.path().join(".env.bak.2"));
+        assert_eq!(std::fs::read(&backup).unwrap(), b"NOW=1\n");
+        assert!(std::fs::symlink_metadata(dir.path().join(".env.bak"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

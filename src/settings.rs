@@ -359,7 +359,7 @@ fn dotenv_label(options: &GlobalOptions) -> String {
 /// blanks and line breaks, with a warning if others may read it. An empty file, or a
 /// secret with a line break or another control character inside, is an error naming
 /// `flag` and the file, never the content.
-fn read_secret_file(
+pub fn read_secret_file(
     flag: &str,
     path: &Path,
     what: &str,

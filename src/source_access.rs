@@ -2,55 +2,106 @@
 //! it too: a daemon running as root must not show, say, a `config.csv` symlinked
 //! to `/etc/shadow` in a bots directory its owner can write.
 //!
-//! The rule is the kernel's permission-bit check done for the owner (uid, primary
-//! group and supplementary groups): search permission on every directory of the
-//! source's real path and read permission on the file. ACLs and capabilities are
-//! not consulted, so the rule can only refuse more than the kernel would, not less.
-//! An owner of uid 0 may read any source.
+//! Two checks, both must pass:
+//! - The kernel's own: a root daemon opens a source for an owner other than root
+//!   on a thread that holds the owner's file-system identity (fsuid, fsgid and the
+//!   owner's groups, set with raw per-thread syscalls), so modes, ACLs and security
+//!   modules all apply as they would to the owner.
+//! - The permission bits, checked here for the owner on every directory of the real
+//!   path and on the file; a refusal names the file or directory that stops it.
+//!
+//! The owner's groups are what the user database says of the uid (primary and
+//! supplementary); a uid with no entry holds only the `--gid` given, if any, never
+//! the daemon's own group. Sources are opened without blocking (a FIFO cannot hang
+//! a thread) and must be regular files outside the kernel's pseudo file systems
+//! (`/proc`, `/sys`, ...). An owner of uid 0 may read any such source.
 
-use std::fs::{File, Metadata};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 /// The identity a view is shown to, with the groups it holds.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct SourceReader {
     uid: u32,
+    /// The file-system group the owner opens with, when it has one.
+    primary_gid: Option<u32>,
     groups: Vec<u32>,
+    /// Opens sources as the owner; started at the first source a root daemon
+    /// reads for an owner other than root.
+    owner_opener: OnceLock<Result<OwnerOpener, String>>,
 }
 
 /// The largest config.csv source read: real ones are a few KiB, and a view is
 /// rendered in memory on every open and `stat`.
 pub const MAX_SOURCE_BYTES: u64 = 4 << 20;
 
+/// How long a source's open may take on the owner's thread (a hung network file
+/// system) before the view fails; the thread is one, so nothing piles up.
+const OWNER_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The group a uid with no user-database entry and no `--gid` opens with.
+const NO_GROUP: u32 = 65534;
+
 /// Permission-bit classes, as in `mode`: read and search (execute).
 const READ: u32 = 0o4;
 const SEARCH: u32 = 0o1;
 
+/// Pseudo file systems whose files are kernel interfaces, never a bot's config.
+const PSEUDO_FILE_SYSTEMS: [libc::__fsword_t; 8] = [
+    libc::PROC_SUPER_MAGIC,
+    libc::SYSFS_MAGIC,
+    libc::DEBUGFS_MAGIC,
+    libc::TRACEFS_MAGIC,
+    libc::SECURITYFS_MAGIC,
+    libc::CGROUP_SUPER_MAGIC,
+    libc::CGROUP2_SUPER_MAGIC,
+    libc::BPF_FS_MAGIC,
+];
+
 impl SourceReader {
-    /// The reader with uid `uid`, primary group `gid` and, when `uid` names a user
-    /// in the user database, that user's supplementary groups.
-    pub fn new(uid: u32, gid: u32) -> SourceReader {
-        let mut groups = vec![gid];
+    /// The reader with uid `uid`. Its groups: when `uid` names a user in the user
+    /// database, that user's primary and supplementary groups; otherwise only
+    /// `gid` (the `--gid` given), if any.
+    pub fn new(uid: u32, gid: Option<u32>) -> SourceReader {
         let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid));
-        if let Ok(Some(user)) = user {
-            if let Ok(name) = std::ffi::CString::new(user.name) {
-                let primary = nix::unistd::Gid::from_raw(gid);
-                if let Ok(list) = nix::unistd::getgrouplist(&name, primary) {
-                    groups.extend(list.into_iter().map(|g| g.as_raw()));
-                }
+        let (primary_gid, mut groups) = match user {
+            Ok(Some(user)) => {
+                let primary = user.gid;
+                let supplementary = std::ffi::CString::new(user.name)
+                    .ok()
+                    .and_then(|name| nix::unistd::getgrouplist(&name, primary).ok())
+                    .unwrap_or_default();
+                let mut groups: Vec<u32> = supplementary.into_iter().map(|g| g.as_raw()).collect();
+                groups.push(primary.as_raw());
+                (Some(primary.as_raw()), groups)
             }
-        }
+            _ => (gid, gid.into_iter().collect()),
+        };
         groups.sort_unstable();
         groups.dedup();
-        SourceReader { uid, groups }
+        SourceReader {
+            uid,
+            primary_gid,
+            groups,
+            owner_opener: OnceLock::new(),
+        }
     }
 
     /// Reads `path` if this reader could; otherwise `PermissionDenied` naming the
     /// file or directory that stops it.
     pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        let file = File::open(path)?;
+        let file = match self.open(path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(self.explain_denial(path, error))
+            }
+            Err(error) => return Err(error),
+        };
         let opened = file.metadata()?;
         if !opened.is_file() {
             return Err(std::io::Error::other(format!(
@@ -58,8 +109,9 @@ impl SourceReader {
                 path.display()
             )));
         }
+        refuse_pseudo_file_system(&file, path)?;
         if self.uid != 0 {
-            self.check_access(path, &opened)?;
+            self.check_access(path, Some(&opened))?;
         }
         let too_large = || {
             std::io::Error::other(format!(
@@ -80,13 +132,49 @@ impl SourceReader {
         Ok(bytes)
     }
 
-    /// Checks the real path of the file just opened: read on it, search on each
-    /// directory above it. The real path must still be the opened file, so a
-    /// symlink swapped in between cannot pass the check for another file.
-    fn check_access(&self, path: &Path, opened: &Metadata) -> std::io::Result<()> {
+    /// Opens `path` as the owner would: on the owner's thread when the daemon is
+    /// root and the owner is not; as the daemon otherwise.
+    fn open(&self, path: &Path) -> std::io::Result<File> {
+        if self.uid == 0 || !nix::unistd::geteuid().is_root() {
+            return open_without_blocking(path);
+        }
+        let opener = self.owner_opener.get_or_init(|| {
+            OwnerOpener::start(self.uid, self.primary_gid.unwrap_or(NO_GROUP), &self.groups)
+        });
+        match opener {
+            Ok(opener) => opener.open(path),
+            Err(reason) => Err(std::io::Error::other(format!(
+                "cannot read {} as the view's owner (uid {}): {reason}",
+                path.display(),
+                self.uid
+            ))),
+        }
+    }
+
+    /// The kernel refused the owner: the permission bits name what stops it, or
+    /// else something beyond them does (an ACL, a security module).
+    fn explain_denial(&self, path: &Path, error: std::io::Error) -> std::io::Error {
+        match self.check_access(path, None) {
+            Err(named) if named.kind() == std::io::ErrorKind::PermissionDenied => named,
+            _ => std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "the view's owner (uid {}) may not read {} ({error}; an ACL or a security \
+                     module refuses it)",
+                    self.uid,
+                    path.display()
+                ),
+            ),
+        }
+    }
+
+    /// Checks the real path of the file: read on it, search on each directory
+    /// above it. When the file was `opened`, its real path must still be that
+    /// file, so a symlink swapped in between cannot pass the check for another.
+    fn check_access(&self, path: &Path, opened: Option<&Metadata>) -> std::io::Result<()> {
         let real = std::fs::canonicalize(path)?;
         let now = std::fs::metadata(&real)?;
-        if (now.dev(), now.ino()) != (opened.dev(), opened.ino()) {
+        if opened.is_some_and(|opened| (now.dev(), now.ino()) != (opened.dev(), opened.ino())) {
             return Err(std::io::Error::other(format!(
                 "{} changed while it was opened",
                 path.display()
@@ -136,6 +224,114 @@ impl SourceReader {
     }
 }
 
+/// Opens a source for reading without blocking (a FIFO returns at once) and
+/// without taking a terminal.
+fn open_without_blocking(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+fn refuse_pseudo_file_system(file: &File, path: &Path) -> std::io::Result<()> {
+    let stats = nix::sys::statfs::fstatfs(file).map_err(std::io::Error::from)?;
+    let kind = stats.filesystem_type().0;
+    if PSEUDO_FILE_SYSTEMS.contains(&kind) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is a kernel interface (file system type {kind:#x}), not a config.csv",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+type OpenRequest = (PathBuf, mpsc::SyncSender<std::io::Result<File>>);
+
+/// A thread that holds a view owner's file-system identity and opens sources for it.
+#[derive(Debug)]
+struct OwnerOpener {
+    requests: Mutex<mpsc::Sender<OpenRequest>>,
+}
+
+impl OwnerOpener {
+    fn start(uid: u32, gid: u32, groups: &[u32]) -> Result<OwnerOpener, String> {
+        let (requests, incoming) = mpsc::channel::<OpenRequest>();
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let groups = groups.to_vec();
+        std::thread::Builder::new()
+            .name("gbo-fs-source".into())
+            .spawn(move || {
+                let taken = take_file_system_identity(uid, gid, &groups);
+                let ok = taken.is_ok();
+                let _ = ready_tx.send(taken);
+                if ok {
+                    for (path, reply) in incoming {
+                        let _ = reply.send(open_without_blocking(&path));
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start its thread: {e}"))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(OwnerOpener {
+                requests: Mutex::new(requests),
+            }),
+            Ok(Err(error)) => Err(format!("cannot take its identity: {error}")),
+            Err(_) => Err("its thread ended".into()),
+        }
+    }
+
+    fn open(&self, path: &Path) -> std::io::Result<File> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.requests
+            .lock()
+            .unwrap()
+            .send((path.to_path_buf(), reply))
+            .map_err(|_| std::io::Error::other("the source thread ended"))?;
+        answer.recv_timeout(OWNER_OPEN_TIMEOUT).unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "opening {} took over {} s",
+                    path.display(),
+                    OWNER_OPEN_TIMEOUT.as_secs()
+                ),
+            ))
+        })
+    }
+}
+
+/// Gives the calling thread, and only it, the file-system identity of `uid`:
+/// raw syscalls, since the C library's wrappers would change every thread.
+/// Leaving fsuid 0 also drops the file-system capabilities (DAC override).
+fn take_file_system_identity(uid: u32, gid: u32, groups: &[u32]) -> std::io::Result<()> {
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    // SAFETY: plain syscalls on this thread's credentials; `groups` outlives the call.
+    let set = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // setfsgid/setfsuid answer the previous id and never fail: an invalid id
+    // (-1) only asks, which confirms the change.
+    // SAFETY: as above.
+    let (fsgid, fsuid) = unsafe {
+        libc::syscall(libc::SYS_setfsgid, gid);
+        libc::syscall(libc::SYS_setfsuid, uid);
+        (
+            libc::syscall(libc::SYS_setfsgid, u32::MAX),
+            libc::syscall(libc::SYS_setfsuid, u32::MAX),
+        )
+    };
+    if (fsuid, fsgid) != (i64::from(uid), i64::from(gid)) {
+        return Err(std::io::Error::other(format!(
+            "fsuid {fsuid}, fsgid {fsgid} after asking for {uid}, {gid}"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +372,9 @@ mod tests {
         std::fs::set_permissions(&bots, std::fs::Permissions::from_mode(0o777)).unwrap();
         let link = bots.join("config.csv");
         symlink(&secret, &link).unwrap();
-        let error = SourceReader::new(OWNER, OWNER).read(&link).unwrap_err();
+        let error = SourceReader::new(OWNER, Some(OWNER))
+            .read(&link)
+            .unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
         let message = error.to_string();
         assert!(
@@ -185,7 +383,7 @@ mod tests {
         );
         assert!(!message.contains("contents of"), "never the content");
         assert_eq!(
-            SourceReader::new(0, 0).read(&link).unwrap(),
+            SourceReader::new(0, None).read(&link).unwrap(),
             b"contents of shadow",
             "root may read anything"
         );
@@ -197,7 +395,7 @@ mod tests {
             return;
         }
         let dir = scratch();
-        let reader = SourceReader::new(OWNER, OTHER_GROUP);
+        let reader = SourceReader::new(OWNER, Some(OTHER_GROUP));
         let readable = [
             file(dir.path(), "mine", 0o400, OWNER, 0),
             file(dir.path(), "group", 0o040, 0, OTHER_GROUP),
@@ -228,7 +426,9 @@ mod tests {
         std::fs::create_dir(&private).unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
         let inside = file(&private, "config.csv", 0o644, 0, 0);
-        let error = SourceReader::new(OWNER, OWNER).read(&inside).unwrap_err();
+        let error = SourceReader::new(OWNER, Some(OWNER))
+            .read(&inside)
+            .unwrap_err();
         assert!(error.to_string().contains("may not search"), "{error}");
     }
 
@@ -239,18 +439,123 @@ mod tests {
         let file = File::create(&at_limit).unwrap();
         file.set_len(MAX_SOURCE_BYTES).unwrap();
         assert_eq!(
-            SourceReader::new(0, 0).read(&at_limit).unwrap().len() as u64,
+            SourceReader::new(0, None).read(&at_limit).unwrap().len() as u64,
             MAX_SOURCE_BYTES
         );
         file.set_len(MAX_SOURCE_BYTES + 1).unwrap();
-        let error = SourceReader::new(0, 0).read(&at_limit).unwrap_err();
+        let error = SourceReader::new(0, None).read(&at_limit).unwrap_err();
         assert!(error.to_string().contains("larger than 4 MiB"), "{error}");
     }
 
     #[test]
     fn a_directory_is_not_a_source() {
         let dir = scratch();
-        let error = SourceReader::new(0, 0).read(dir.path()).unwrap_err();
+        let error = SourceReader::new(0, None).read(dir.path()).unwrap_err();
         assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn an_owner_with_no_user_entry_and_no_gid_does_not_hold_the_daemons_group() {
+        if !running_as_root() {
+            return;
+        }
+        let dir = scratch();
+        // root:root 0640, like /etc/sudoers.d files or a root-group .env.
+        let root_group_file = file(dir.path(), "root_group", 0o640, 0, 0);
+        let error = SourceReader::new(OWNER, None)
+            .read(&root_group_file)
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+        assert!(error.to_string().contains("root_group"), "{error}");
+    }
+
+    /// Sets a POSIX access ACL (the kernel's xattr format) giving `denied_uid`
+    /// no permission on a file whose mode lets everyone read.
+    fn deny_by_acl(path: &Path, denied_uid: u32) {
+        const USER_OBJ: u16 = 0x01;
+        const USER: u16 = 0x02;
+        const GROUP_OBJ: u16 = 0x04;
+        const MASK: u16 = 0x10;
+        const OTHER: u16 = 0x20;
+        let entries: [(u16, u16, u32); 5] = [
+            (USER_OBJ, 6, u32::MAX),
+            (USER, 0, denied_uid),
+            (GROUP_OBJ, 4, u32::MAX),
+            (MASK, 4, u32::MAX),
+            (OTHER, 4, u32::MAX),
+        ];
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in entries {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(id.to_le_bytes());
+        }
+        let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: valid C strings and a buffer of the given length.
+        let set = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                c"system.posix_acl_access".as_ptr(),
+                acl.as_ptr().cast(),
+                acl.len(),
+                0,
+            )
+        };
+        assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
+    }
+
+    #[test]
+    fn an_acl_that_denies_the_owner_is_honoured() {
+        if !running_as_root() {
+            return;
+        }
+        let dir = scratch();
+        let denied = file(dir.path(), "acl_denied.csv", 0o644, 0, 0);
+        deny_by_acl(&denied, OWNER);
+        let error = SourceReader::new(OWNER, Some(OWNER))
+            .read(&denied)
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+        let message = error.to_string();
+        assert!(
+            message.contains("acl_denied.csv") && message.contains("ACL"),
+            "{message}"
+        );
+        assert!(!message.contains("contents of"), "never the content");
+        let other_user = SourceReader::new(OWNER + 1, Some(OWNER + 1));
+        assert_eq!(
+            other_user.read(&denied).unwrap(),
+            b"contents of acl_denied.csv"
+        );
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once_instead_of_blocking_a_thread() {
+        let dir = scratch();
+        let fifo = dir.path().join("config.csv");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        let (done, finished) = mpsc::channel();
+        for uid in [0, OWNER] {
+            let (fifo, done) = (fifo.clone(), done.clone());
+            std::thread::spawn(move || {
+                let _ = done.send(SourceReader::new(uid, Some(uid)).read(&fifo));
+            });
+        }
+        for _ in 0..2 {
+            let read = finished.recv_timeout(Duration::from_secs(10));
+            let error = read.expect("no FIFO read may block").unwrap_err();
+            assert!(error.to_string().contains("not a regular file"), "{error}");
+        }
+    }
+
+    #[test]
+    fn kernel_interface_files_are_refused_even_for_root() {
+        let dir = scratch();
+        let link = dir.path().join("config.csv");
+        symlink("/proc/self/maps", &link).unwrap();
+        for uid in [0, OWNER] {
+            let error = SourceReader::new(uid, Some(uid)).read(&link).unwrap_err();
+            assert!(error.to_string().contains("kernel interface"), "{error}");
+        }
     }
 }

@@ -87,19 +87,28 @@ pub const UNKNOWN_LEASE: TokenLease = TokenLease {
 /// such endpoint (404); a 403 is `StoreError::PermissionDenied`.
 pub async fn lookup_self(store: &VaultHttpStore) -> Result<Option<TokenLease>, StoreError> {
     let api_path = "auth/token/lookup-self";
-    let Some(answer) = store.request_json("GET", api_path, None).await? else {
+    let Some(mut answer) = store.request_json("GET", api_path, None).await? else {
         return Ok(None);
     };
     let data = answer
         .get("data")
         .ok_or_else(|| StoreError::Malformed(format!("answer to {api_path} has no `data`")))?;
-    Ok(Some(TokenLease {
+    let lease = TokenLease {
         ttl: Duration::from_secs(data.get("ttl").and_then(Value::as_u64).unwrap_or(0)),
         renewable: data
             .get("renewable")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-    }))
+    };
+    forget_token_id(&mut answer);
+    Ok(Some(lease))
+}
+
+/// Wipes `data.id`, the token itself, out of a lookup-self answer before it is dropped.
+fn forget_token_id(answer: &mut Value) {
+    if let Some(Value::String(id)) = answer.pointer_mut("/data/id") {
+        id.zeroize();
+    }
 }
 
 /// `POST auth/token/renew-self`: extends the current token; returns its new lease.
@@ -316,5 +325,16 @@ mod tests {
         let message = approle_refusal(&login, &StoreError::Server(400));
         assert!(message.contains("auth/ci-approle/login") && message.contains("HTTP 400"));
         assert!(!message.contains("role-1234") && !message.contains("secret-5678"));
+    }
+
+    #[test]
+    fn the_token_is_wiped_out_of_a_lookup_self_answer() {
+        let mut answer = json!({"data": {"id": "hvs.the-token", "ttl": 60, "renewable": true}});
+        let id_buffer = answer["data"]["id"].as_str().unwrap().as_ptr();
+        forget_token_id(&mut answer);
+        assert_eq!(answer["data"]["id"], "");
+        assert_eq!(answer["data"]["ttl"], 60);
+        // Same allocation, now empty: wiped in place, not replaced.
+        assert_eq!(answer["data"]["id"].as_str().unwrap().as_ptr(), id_buffer);
     }
 }

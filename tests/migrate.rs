@@ -571,3 +571,37 @@ fn a_multi_line_quoted_certificate_survives_the_rewrite_byte_for_byte() {
     assert!(!rewritten.contains("MULTI"), "{rewritten}");
     workspace.assert_never_printed(&["MULTI", "LINESECRET"]);
 }
+
+#[test]
+fn the_rewritten_env_holds_the_read_only_token_given_or_the_writers_with_a_warning() {
+    const WARNING: &str = "warning: the rewritten .env gets the token migrate writes to Vault with";
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    let mut workspace = Workspace::with_env(FULL_ENV);
+    let reader_token = workspace.path("reader.token");
+    std::fs::write(&reader_token, "hvs.read-only-READERTOKEN\n").unwrap();
+    std::fs::set_permissions(&reader_token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let output = workspace.migrate(
+        &server,
+        &["--env-token-file", reader_token.to_str().unwrap()],
+    );
+    assert_success(output);
+    assert!(!stderr(output).contains(WARNING), "{}", stderr(output));
+    let env = workspace.env_text();
+    assert!(
+        env.contains("VAULT_TOKEN=hvs.read-only-READERTOKEN"),
+        "{env}"
+    );
+    assert!(
+        !env.contains(&server.token()),
+        "the writer's token stays out of the .env"
+    );
+    workspace.assert_never_printed(&["READERTOKEN", &server.token()]);
+
+    let mut without = Workspace::with_env(FULL_ENV);
+    let output = without.migrate(&server, &[]);
+    assert_success(output);
+    assert!(stderr(output).contains(WARNING), "{}", stderr(output));
+    assert!(without
+        .env_text()
+        .contains(&format!("VAULT_TOKEN={}", server.token())));
+}

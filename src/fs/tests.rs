@@ -743,6 +743,39 @@ async fn a_bot_view_never_shows_a_file_its_owner_could_not_read() {
 }
 
 #[tokio::test]
+async fn a_view_owner_given_only_by_uid_does_not_read_with_the_daemons_group() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return; // needs files of another owner
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // root:root 0640: readable by the daemon's group (root's), not by uid 4242.
+    let root_group = source_with(
+        &dir.path().join("root_group.csv"),
+        "name,value
+x,ROOT-GROUP-ONLY
+",
+    );
+    std::fs::set_permissions(&root_group, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(&root_group, Some(0), Some(0)).unwrap();
+    let bots = dir.path().join("bots");
+    std::fs::create_dir_all(bots.join("a.gbai/b.gbot")).unwrap();
+    std::os::unix::fs::symlink(&root_group, bots.join("a.gbai/b.gbot/config.csv")).unwrap();
+    // As `mount --uid 4242` without --gid builds it: files keep the daemon's gid.
+    let mut config = FsConfig::new("gbo");
+    config.uid = 4242;
+    config.views = ConfigSources {
+        config_csv: None,
+        bots_dir: Some(bots),
+    };
+    let fs = SecretFs::new(seeded(), config);
+    let refused = cat(&fs, "a.gbai/b.gbot/config.csv").await.unwrap_err();
+    assert_eq!(refused.errno(), libc::EIO);
+    assert!(!refused.to_string().contains("ROOT-GROUP-ONLY"));
+}
+
+#[tokio::test]
 async fn bot_packages_appear_with_their_own_gbot_names_and_track_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let bots = dir.path().to_path_buf();
@@ -1222,4 +1255,65 @@ async fn a_directory_whose_entries_changed_unseen_is_dropped_from_the_kernel_cac
         DirCache::Keep,
         "read again"
     );
+}
+
+#[tokio::test]
+async fn a_view_referencing_more_paths_than_the_limit_fails_without_asking_vault() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = |paths: usize| {
+        let mut text = String::from("name,value\n");
+        for p in 0..paths {
+            text.push_str(&format!("key{p},vault:gbo/flood/p{p}/k\n"));
+        }
+        text
+    };
+    let store = Arc::new(MemoryStore::new());
+    for p in 0..MAX_VIEW_PATHS {
+        store.put_str(&format!("gbo/flood/p{p}"), &[("k", "v")]);
+    }
+    let flood = source_with(&dir.path().join("flood.csv"), &lines(MAX_VIEW_PATHS + 1));
+    let mut config = FsConfig::new("gbo");
+    config.views = ConfigSources {
+        config_csv: Some(flood.clone()),
+        bots_dir: None,
+    };
+    let fs = SecretFs::new(store.clone(), config);
+    let refused = cat(&fs, "config.csv").await.unwrap_err();
+    assert_eq!(refused.errno(), libc::EIO);
+    let message = refused.to_string();
+    assert!(
+        message.contains("flood.csv") && message.contains("257 distinct secret paths"),
+        "{message}"
+    );
+    assert_eq!(store.reads(), 0, "no Vault request for a refused view");
+
+    write_file(&flood, &lines(MAX_VIEW_PATHS));
+    let rendered = cat(&fs, "config.csv").await.unwrap();
+    assert!(String::from_utf8(rendered).unwrap().contains("key255,v"));
+    assert_eq!(store.reads(), MAX_VIEW_PATHS, "one read per path");
+}
+
+#[test]
+fn problems_that_keep_changing_are_remembered_only_up_to_a_bound() {
+    let warnings = WarnOnce::default();
+    let logged = (0..WARNED_PROBLEMS_PER_PATH * 3)
+        .filter(|n| warnings.first("/bots/a.gbai/b.gbot/config.csv", &format!("missing p{n}")))
+        .count();
+    assert_eq!(logged, WARNED_PROBLEMS_PER_PATH);
+    assert!(
+        !warnings.first("/bots/a.gbai/b.gbot/config.csv", "missing p0"),
+        "seen"
+    );
+    let paths_logged = (0..WARNED_PATHS + 50)
+        .filter(|n| warnings.first(&format!("/bots/{n}.csv"), "bad"))
+        .count();
+    assert_eq!(paths_logged, WARNED_PATHS - 1, "one path was already held");
+    let held: usize = warnings
+        .seen
+        .lock()
+        .unwrap()
+        .values()
+        .map(HashSet::len)
+        .sum();
+    assert!(held <= WARNED_PROBLEMS_PER_PATH + WARNED_PATHS);
 }

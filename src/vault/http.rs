@@ -128,17 +128,71 @@ pub fn check_vault_addr(addr: &str, setting: &str) -> Result<url::Url, String> {
     Ok(parsed)
 }
 
-/// `addr` with anything between `scheme://` and the last `@` of the authority replaced
-/// by `***`, so an error can name the address without its credentials.
+/// `addr` with anything between `scheme://` and its last `@` replaced by `***`, so an
+/// error can name the address without its credentials. The last `@` anywhere, not
+/// only in the authority: a password may hold an unencoded `/`, `?` or `#`.
 fn without_userinfo(addr: &str) -> String {
     let (scheme, rest) = match addr.split_once("://") {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), addr),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}***{}", &rest[at..]),
         None => addr.to_string(),
+    }
+}
+
+/// The one HTTP client every Vault request goes through, built as the Vault CLI
+/// would: a CA bundle (`VAULT_CACERT`) is the only trust root, not one added to the
+/// system's; proxies from the environment apply except to a loopback Vault (Go's
+/// rule), so a stray `http_proxy` cannot receive the token of a local Vault; turning
+/// certificate verification off is logged as a warning.
+fn vault_http_client(
+    connection: &VaultConnection,
+    url: &url::Url,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .tls_backend_rustls()
+        .timeout(connection.timeout);
+    if url.scheme() == "https" {
+        if connection.skip_verify {
+            tracing::warn!(
+                vault = %url,
+                "TLS certificate verification is OFF (VAULT_SKIP_VERIFY / --vault-skip-verify): \
+                 anyone between gbo-fs and Vault can pose as Vault and receive its token"
+            );
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &connection.ca_cert {
+            let shown = path.display();
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("the CA bundle `{shown}` cannot be read: {e}"))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|_| {
+                format!("the CA bundle `{shown}` could not be read as a PEM certificate bundle")
+            })?;
+            builder = builder.tls_certs_only(certificates);
+        }
+    } else {
+        builder = builder.tls_certs_only(Vec::new());
+    }
+    if is_loopback_host(url) {
+        builder = builder.no_proxy();
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the Vault HTTP client: {e}"))
+}
+
+/// Whether `url` names this machine: `localhost` or a loopback address.
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
     }
 }
 
@@ -225,14 +279,15 @@ impl VaultHttpStore {
         let settings = builder
             .build()
             .map_err(|e| format!("invalid Vault settings: {e}"))?;
-        let client = VaultClient::new(settings).map_err(|e| match e {
+        let mut client = VaultClient::new(settings).map_err(|e| match e {
             ClientError::FileReadError { path, .. }
             | ClientError::ParseCertificateError { path, .. } => {
                 format!("the CA bundle `{path}` could not be read as a PEM certificate bundle")
             }
             other => format!("cannot build the Vault client: {other}"),
         })?;
-        let http = client.http.http.clone();
+        let http = vault_http_client(&connection, &url)?;
+        client.http = rustify::clients::reqwest::Client::new(url.as_str(), http.clone());
         Ok(VaultHttpStore {
             client: tokio::sync::RwLock::new(client),
             token: std::sync::RwLock::new(connection.token.clone()),
@@ -734,6 +789,10 @@ mod tests {
             "http://user:pw-s3cret@127.0.0.1:9",
             "https://pw-s3cret@vault.example",
             "http://user:pw-s3cret@[::1",
+            "http://user:pw#s3cret@127.0.0.1:9",
+            "https://u:pw?s3cret@vault.example",
+            "http://user:pw/s3cret@127.0.0.1:9",
+            "user:pw-s3cret@127.0.0.1:9",
         ] {
             let error = check_vault_addr(addr, "--vault-addr").unwrap_err();
             assert!(error.starts_with("--vault-addr"), "{error}");
