@@ -1014,7 +1014,9 @@ impl SecretFs {
                 path, is_secret, ..
             } => self.child_of_folder(path, *is_secret, name).await?,
             NodeKind::Package { dir } => NodeKind::Bot {
-                dir: views::bot(dir, name).ok_or(FsError::NotFound)?,
+                dir: views::bot(dir, name)
+                    .filter(|_| self.source_reader.may_list(dir))
+                    .ok_or(FsError::NotFound)?,
             },
             NodeKind::Bot { dir } if name == VIEW_NAME && dir.join(VIEW_NAME).is_file() => {
                 NodeKind::View {
@@ -1139,8 +1141,11 @@ impl SecretFs {
                 Ok(self.entries_of(ino, children))
             }
             NodeKind::Package { dir } => {
+                // Only what the view's owner could list itself.
+                let visible = self.source_reader.may_list(dir);
                 let children = views::bots_in(dir)
                     .into_iter()
+                    .filter(|_| visible)
                     .map(|(name, dir)| (name, NodeKind::Bot { dir }))
                     .collect();
                 Ok(self.entries_of(ino, children))

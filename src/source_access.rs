@@ -132,6 +132,15 @@ impl SourceReader {
         Ok(bytes)
     }
 
+    /// Whether the owner could list the directory `dir` (read it, and search every
+    /// directory above it): the bots of a package are shown only then, so a symlink
+    /// to a directory the owner may not list reveals no names.
+    pub fn may_list(&self, dir: &Path) -> bool {
+        self.open(dir)
+            .and_then(|opened| opened.metadata())
+            .is_ok_and(|metadata| metadata.is_dir())
+    }
+
     /// Opens `path` as the owner would: on the owner's thread when the daemon is
     /// root and the owner is not; as the daemon otherwise.
     fn open(&self, path: &Path) -> std::io::Result<File> {
@@ -557,5 +566,28 @@ mod tests {
             let error = SourceReader::new(uid, Some(uid)).read(&link).unwrap_err();
             assert!(error.to_string().contains("kernel interface"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_directory_is_listable_only_where_the_owner_could_list_it() {
+        if !running_as_root() {
+            return;
+        }
+        let dir = scratch();
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let owner = SourceReader::new(OWNER, Some(OWNER));
+        assert!(!owner.may_list(&private));
+        assert!(owner.may_list(&open));
+        assert!(
+            SourceReader::new(0, None).may_list(&private),
+            "root lists anything"
+        );
+        let plain_file = file(dir.path(), "plain", 0o644, 0, 0);
+        assert!(!owner.may_list(&plain_file), "a file is not a directory");
     }
 }

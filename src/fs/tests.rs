@@ -1317,3 +1317,39 @@ fn problems_that_keep_changing_are_remembered_only_up_to_a_bound() {
         .sum();
     assert!(held <= WARNED_PROBLEMS_PER_PATH + WARNED_PATHS);
 }
+
+#[tokio::test]
+async fn bots_in_a_package_its_owner_cannot_list_are_not_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return; // needs directories of another owner
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hidden = dir.path().join("root-only");
+    source_with(
+        &hidden.join("hidden-project.gbot/config.csv"),
+        "name,value\nkey,plain\n",
+    );
+    std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let bots = dir.path().join("bots");
+    source_with(
+        &bots.join("good.gbai/good.gbot/config.csv"),
+        "name,value\nkey,plain\n",
+    );
+    std::os::unix::fs::symlink(&hidden, bots.join("evil.gbai")).unwrap();
+    let mut config = FsConfig::new("gbo");
+    config.uid = 4242;
+    config.given_gid = Some(4242);
+    config.views = ConfigSources {
+        config_csv: None,
+        bots_dir: Some(bots),
+    };
+    let fs = SecretFs::new(seeded(), config);
+    assert!(names(&fs, "evil.gbai").await.is_empty());
+    assert!(fs
+        .resolve_path("evil.gbai/hidden-project.gbot")
+        .await
+        .is_err());
+    assert_eq!(names(&fs, "good.gbai").await, ["good.gbot"]);
+}
