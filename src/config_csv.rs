@@ -29,6 +29,10 @@ pub const PREFIX: &str = "vault:";
 pub const MALFORMED: &str = "malformed reference";
 /// [`Unresolved::reason`] for a secret value that cannot be inlined in one line.
 pub const LINE_BREAK: &str = "value contains a line break";
+/// [`Unresolved::reason`] for a secret value botserver's parser would read back
+/// shorter: it trims every value.
+pub const EDGE_WHITESPACE: &str =
+    "value starts or ends with whitespace, which botserver's parser would trim away";
 
 /// One `vault:` reference found in a config.csv.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,21 +84,21 @@ fn parse_line(
     number: usize,
 ) -> Option<Result<Reference, MalformedReference>> {
     let content = line.strip_suffix(b"\r").unwrap_or(line);
-    let trimmed = content.trim_ascii();
+    let trimmed = trim_whitespace(content);
     if trimmed.is_empty() || trimmed[0] == b'#' {
         return None;
     }
     let comma = content.iter().position(|&b| b == b',')?;
     let value = &content[comma + 1..];
-    let token = value.trim_ascii();
+    let token = trim_whitespace(value);
     if !token.starts_with(PREFIX.as_bytes()) {
         return None;
     }
     // A value that is not valid UTF-8 is not a reference: it passes through.
     let text = std::str::from_utf8(token).ok()?;
-    let start = offset + comma + 1 + (value.len() - value.trim_ascii_start().len());
+    let start = offset + comma + 1 + leading_whitespace(value);
     let span = start..start + token.len();
-    let name = String::from_utf8_lossy(content[..comma].trim_ascii()).into_owned();
+    let name = String::from_utf8_lossy(trim_whitespace(&content[..comma])).into_owned();
     match split_target(&text[PREFIX.len()..]) {
         Some((path, key)) => Some(Ok(Reference {
             line: number,
@@ -111,6 +115,35 @@ fn parse_line(
             span,
         })),
     }
+}
+
+/// `bytes` without leading and trailing whitespace as Rust's `str::trim` (which
+/// botserver uses) sees it: Unicode White_Space, so a no-break space or a vertical
+/// tab counts, not only ASCII blanks. Trimming stops at bytes that are not UTF-8.
+pub fn trim_whitespace(bytes: &[u8]) -> &[u8] {
+    let rest = &bytes[leading_whitespace(bytes)..];
+    &rest[..rest.len() - trailing_whitespace(rest)]
+}
+
+/// How many bytes of whitespace (as [`trim_whitespace`] sees it) `bytes` starts with.
+fn leading_whitespace(bytes: &[u8]) -> usize {
+    let valid = bytes.utf8_chunks().next().map_or("", |chunk| chunk.valid());
+    valid.len() - valid.trim_start().len()
+}
+
+/// How many bytes of whitespace (as [`trim_whitespace`] sees it) `bytes` ends with.
+fn trailing_whitespace(bytes: &[u8]) -> usize {
+    match bytes.utf8_chunks().last() {
+        Some(chunk) if chunk.invalid().is_empty() => {
+            chunk.valid().len() - chunk.valid().trim_end().len()
+        }
+        _ => 0,
+    }
+}
+
+/// Whether botserver would read `value` back unchanged after trimming it.
+fn survives_trimming(value: &[u8]) -> bool {
+    trim_whitespace(value).len() == value.len()
 }
 
 /// Splits `<path>/<key>` at the last `/`; both halves must be non-empty.
@@ -278,6 +311,9 @@ pub fn render(
                 Resolution::Value(value) if value.contains(&b'\n') || value.contains(&b'\r') => {
                     (reference.line, &reference.text, &reference.span, LINE_BREAK)
                 }
+                Resolution::Value(value) if !survives_trimming(value) => {
+                    (reference.line, &reference.text, &reference.span, EDGE_WHITESPACE)
+                }
                 Resolution::Value(value) => {
                     pieces.push((reference.span.clone(), value.as_slice()));
                     continue;
@@ -371,6 +407,56 @@ mod tests {
             text(&rendered),
             "name,value\nllm-api-key,S(gbo/llm|openai_key)\n"
         );
+    }
+
+    /// What botserver reads from one line: Rust's `str::trim` (Unicode), skip
+    /// blank and `#` lines, split at the first comma, trim both halves.
+    fn botserver_reads(line: &str) -> Option<(String, String)> {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        let (name, value) = line.split_once(',')?;
+        Some((name.trim().to_string(), value.trim().to_string()))
+    }
+
+    #[test]
+    fn unicode_whitespace_is_trimmed_as_botservers_str_trim_trims_it() {
+        for space in ["\u{a0}", "\u{b}", "\u{3000}", "\u{2003}", "\t \u{a0}"] {
+            let line = format!("llm-api-key,{space}vault:gbo/llm/openai_key{space}");
+            let (_, value) = botserver_reads(&line).unwrap();
+            assert_eq!(value, "vault:gbo/llm/openai_key");
+            let rendered = render_all(&format!("{line}\n"), MissingReference::Error);
+            assert_eq!(
+                text(&rendered),
+                format!("llm-api-key,{space}S(gbo/llm|openai_key){space}\n"),
+                "{space:?}"
+            );
+            // A comment botserver skips is skipped here too.
+            let comment = format!("{space}# k,vault:gbo/nosuch/k\n");
+            assert!(botserver_reads(&comment).is_none());
+            assert!(find_references(comment.as_bytes()).is_empty(), "{space:?}");
+        }
+    }
+
+    #[test]
+    fn a_value_botservers_trim_would_shorten_fails_closed() {
+        for padded in ["  padded  ", "\u{c}formfeed", "tab\u{b}", "\u{a0}nbsp"] {
+            let rendered = render(
+                b"name,value\nk,vault:gbo/x/k\n",
+                MissingReference::Error,
+                &mut |_, _| value(padded),
+            );
+            assert!(!rendered.is_complete(), "{padded:?}");
+            assert_eq!(rendered.unresolved[0].reason, EDGE_WHITESPACE);
+            assert!(!String::from_utf8_lossy(&rendered.bytes).contains(padded.trim()));
+        }
+        let inner = render(
+            b"k,vault:gbo/x/k\n",
+            MissingReference::Error,
+            &mut |_, _| value("inner space kept"),
+        );
+        assert_eq!(text(&inner), "k,inner space kept\n");
     }
 
     #[test]
