@@ -57,6 +57,7 @@ pub fn check(
     let views = ConfigSources {
         config_csv: options.config_csv.clone(),
         bots_dir: options.bots.clone(),
+        mountpoint: None,
     };
     let sources = sources_to_check(source, &views)?;
     let mut any_reference = false;

@@ -311,9 +311,12 @@ pub fn render(
                 Resolution::Value(value) if value.contains(&b'\n') || value.contains(&b'\r') => {
                     (reference.line, &reference.text, &reference.span, LINE_BREAK)
                 }
-                Resolution::Value(value) if !survives_trimming(value) => {
-                    (reference.line, &reference.text, &reference.span, EDGE_WHITESPACE)
-                }
+                Resolution::Value(value) if !survives_trimming(value) => (
+                    reference.line,
+                    &reference.text,
+                    &reference.span,
+                    EDGE_WHITESPACE,
+                ),
                 Resolution::Value(value) => {
                     pieces.push((reference.span.clone(), value.as_slice()));
                     continue;

@@ -95,6 +95,9 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
         warn_if_hiding_files(&mountpoint);
     }
     warn_if_owner_is_locked_out(&args);
+    let mut settings = settings;
+    settings.views.mountpoint = Some(real_mountpoint(&mountpoint, premounted));
+    warn_if_views_lead_into_the_mount(&settings.views);
     let runtime = runtime()?;
     let (store, fs) = build_filesystem(&settings, args.uid, args.gid)?;
     let upkeep = crate::upkeep::start(store.clone(), settings.upkeep.clone(), &runtime)
@@ -193,9 +196,15 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     crate::systemd::notify("STOPPING=1");
     match unmounter.as_mut() {
         Some(unmounter) if stop_reason != EXTERNAL_UNMOUNT => {
-            if let Err(error) = unmounter.unmount() {
-                tracing::info!(%error, "unmount failed (files in use?); detaching the mount lazily");
-                lazy_unmount(&mountpoint);
+            match unmounter.unmount() {
+                Err(error) => {
+                    tracing::info!(%error, "unmount failed (files in use?); detaching the mount lazily");
+                    lazy_unmount(&mountpoint);
+                }
+                // With --auto-unmount, fuser only hangs up on fusermount3's helper
+                // and reports success; the mount stayed, dead (ENOTCONN).
+                Ok(()) if is_mount_point(&mountpoint) => lazy_unmount(&mountpoint),
+                Ok(()) => {}
             }
         }
         _ => {}
@@ -505,6 +514,39 @@ pub(crate) fn lazy_unmount(path: &Path) {
         }
     }
     tracing::warn!(mountpoint = %path.display(), "could not detach the mount");
+}
+
+/// The mountpoint's real path, for refusing view paths that lead into it. A mount
+/// premount made is live already, so only its parent is resolved (resolving the
+/// mountpoint itself would ask this daemon, which does not serve yet).
+fn real_mountpoint(mountpoint: &Path, premounted: bool) -> PathBuf {
+    let parent_resolved = || {
+        let parent = mountpoint.parent()?.canonicalize().ok()?;
+        Some(parent.join(mountpoint.file_name()?))
+    };
+    match premounted {
+        true => parent_resolved().unwrap_or_else(|| mountpoint.to_path_buf()),
+        false => mountpoint.to_path_buf(),
+    }
+}
+
+/// `--bots` or `--config-csv` inside the mount would make the daemon wait on itself:
+/// they are refused (nothing shows), with a warning at start.
+fn warn_if_views_lead_into_the_mount(views: &crate::views::ConfigSources) {
+    let given = [
+        ("--config-csv", &views.config_csv),
+        ("--bots", &views.bots_dir),
+    ];
+    for (flag, path) in given {
+        if let Some(path) = path {
+            if let Err(crate::views::Unreachable::IntoTheMount) = views.real_path(path) {
+                tracing::warn!(
+                    path = %path.display(),
+                    "{flag} leads into the gbo-fs mount itself; nothing from it is shown"
+                );
+            }
+        }
+    }
 }
 
 /// Validates a FUSE descriptor passed by systemd and names its mountpoint.

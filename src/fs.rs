@@ -1014,15 +1014,14 @@ impl SecretFs {
                 path, is_secret, ..
             } => self.child_of_folder(path, *is_secret, name).await?,
             NodeKind::Package { dir } => NodeKind::Bot {
-                dir: views::bot(dir, name)
+                dir: views
+                    .bot(dir, name)
                     .filter(|_| self.source_reader.may_list(dir))
                     .ok_or(FsError::NotFound)?,
             },
-            NodeKind::Bot { dir } if name == VIEW_NAME && dir.join(VIEW_NAME).is_file() => {
-                NodeKind::View {
-                    source: dir.join(VIEW_NAME),
-                }
-            }
+            NodeKind::Bot { dir } if name == VIEW_NAME => NodeKind::View {
+                source: views.bot_source(dir).ok_or(FsError::NotFound)?,
+            },
             NodeKind::Bot { .. } => return Err(FsError::NotFound),
             NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
                 return Err(FsError::NotADirectory)
@@ -1143,7 +1142,10 @@ impl SecretFs {
             NodeKind::Package { dir } => {
                 // Only what the view's owner could list itself.
                 let visible = self.source_reader.may_list(dir);
-                let children = views::bots_in(dir)
+                let children = self
+                    .config
+                    .views
+                    .bots_in(dir)
                     .into_iter()
                     .filter(|_| visible)
                     .map(|(name, dir)| (name, NodeKind::Bot { dir }))
@@ -1154,11 +1156,9 @@ impl SecretFs {
                 Ok(self.entries_of(ino, vec![(STATUS_FILE.to_string(), NodeKind::Status)]))
             }
             NodeKind::Bot { dir } => {
-                let source = dir.join(VIEW_NAME);
-                let children = if source.is_file() {
-                    vec![(VIEW_NAME.to_string(), NodeKind::View { source })]
-                } else {
-                    Vec::new()
+                let children = match self.config.views.bot_source(dir) {
+                    Some(source) => vec![(VIEW_NAME.to_string(), NodeKind::View { source })],
+                    None => Vec::new(),
                 };
                 Ok(self.entries_of(ino, children))
             }
@@ -1272,17 +1272,21 @@ impl SecretFs {
     /// When a file's content last changed, as far as gbo-fs saw: a new mtime makes
     /// the kernel drop pages it cached for the file.
     fn modified_at(&self, node: &NodeKind) -> SystemTime {
-        let changed = match node {
-            NodeKind::SecretFile { path, .. } => self.changes.changed_at(path),
-            NodeKind::View { source } => {
-                let source_time = std::fs::metadata(source).and_then(|m| m.modified()).ok();
-                let latest = *self.changes.latest.lock().unwrap();
-                source_time.max(latest)
-            }
-            NodeKind::Status => Some(SystemTime::now()),
-            NodeKind::Folder { path, .. } => self.changes.changed_at(path),
-            _ => None,
-        };
+        let changed =
+            match node {
+                NodeKind::SecretFile { path, .. } => self.changes.changed_at(path),
+                NodeKind::View { source } => {
+                    let source_time =
+                        self.config.views.real_path(source).ok().and_then(|real| {
+                            std::fs::metadata(real).and_then(|m| m.modified()).ok()
+                        });
+                    let latest = *self.changes.latest.lock().unwrap();
+                    source_time.max(latest)
+                }
+                NodeKind::Status => Some(SystemTime::now()),
+                NodeKind::Folder { path, .. } => self.changes.changed_at(path),
+                _ => None,
+            };
         changed.unwrap_or(self.started).max(self.started)
     }
 
@@ -1352,10 +1356,15 @@ impl SecretFs {
     /// Reads a config.csv source; a missing file is ENOENT, anything else names the file.
     async fn read_source(&self, source: &Path) -> Result<Vec<u8>, FsError> {
         let reader = self.source_reader.clone();
+        let views = self.config.views.clone();
         let path = source.to_path_buf();
-        let read = tokio::task::spawn_blocking(move || reader.read(&path))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let read = tokio::task::spawn_blocking(move || match views.real_path(&path) {
+            Ok(real) => reader.read(&real),
+            Err(views::Unreachable::Io(error)) => Err(error),
+            Err(into_the_mount) => Err(std::io::Error::other(into_the_mount.to_string())),
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         match read {
             Ok(bytes) => Ok(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FsError::NotFound),

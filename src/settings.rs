@@ -277,6 +277,8 @@ fn resolve_with(
         views: crate::views::ConfigSources {
             config_csv: options.config_csv.clone(),
             bots_dir: options.bots.clone(),
+            // Set by the daemon once it knows where it mounts.
+            mountpoint: None,
         },
         missing_reference: options.missing_reference,
         upkeep: crate::upkeep::UpkeepSettings {

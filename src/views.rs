@@ -33,38 +33,168 @@ pub struct ConfigSources {
     pub config_csv: Option<PathBuf>,
     /// `--bots DIR`: every `DIR/<name>.gbai/<bot>.gbot/config.csv`.
     pub bots_dir: Option<PathBuf>,
+    /// The real path of gbo-fs's own mountpoint, when mounted. No source, package or
+    /// bot path may lead into it: the daemon would be waiting on itself.
+    pub mountpoint: Option<PathBuf>,
 }
 
+/// Why a source path has no real path outside the mount.
+#[derive(Debug)]
+pub enum Unreachable {
+    /// It leads into gbo-fs's own mount.
+    IntoTheMount,
+    /// Resolving it failed (`NotFound` when some part is missing).
+    Io(std::io::Error),
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unreachable::IntoTheMount => f.write_str("it leads into the gbo-fs mount itself"),
+            Unreachable::Io(error) => error.fmt(f),
+        }
+    }
+}
+
+/// Symlinks followed at most while resolving one path (Linux's limit).
+const MAX_SYMLINKS: usize = 40;
+
 impl ConfigSources {
-    /// The single `--config-csv` source, when it exists now.
-    pub fn root_view(&self) -> Option<&Path> {
-        self.config_csv.as_deref().filter(|p| p.is_file())
+    /// `path` with every symlink and `..` resolved, found with `lstat` and
+    /// `readlink` alone and without ever touching the mountpoint or anything under
+    /// it; the error when it leads there. Without a mount, the plain real path.
+    pub fn real_path(&self, path: &Path) -> Result<PathBuf, Unreachable> {
+        let Some(mount) = &self.mountpoint else {
+            return std::fs::canonicalize(path).map_err(Unreachable::Io);
+        };
+        let absolute = match path.is_absolute() {
+            true => path.to_path_buf(),
+            false => std::env::current_dir().map_err(Unreachable::Io)?.join(path),
+        };
+        let mut pending: Vec<std::ffi::OsString> = Vec::new();
+        push_components(&mut pending, &absolute);
+        let mut resolved = PathBuf::from("/");
+        let mut links = 0;
+        while let Some(part) = pending.pop() {
+            match part.to_str() {
+                Some("/") => resolved = PathBuf::from("/"),
+                Some(".") => {}
+                Some("..") => {
+                    resolved.pop();
+                }
+                _ => {
+                    let candidate = resolved.join(&part);
+                    if candidate.starts_with(mount) {
+                        return Err(Unreachable::IntoTheMount);
+                    }
+                    let metadata =
+                        std::fs::symlink_metadata(&candidate).map_err(Unreachable::Io)?;
+                    if !metadata.file_type().is_symlink() {
+                        resolved = candidate;
+                        continue;
+                    }
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(Unreachable::Io(std::io::Error::from_raw_os_error(
+                            libc::ELOOP,
+                        )));
+                    }
+                    let target = std::fs::read_link(&candidate).map_err(Unreachable::Io)?;
+                    push_components(&mut pending, &target);
+                }
+            }
+        }
+        Ok(resolved)
     }
 
-    /// Packages (`<name>.gbai`) in the bots directory that hold at least one bot view.
+    /// The real path of `path` when it is a directory outside the mount.
+    fn real_dir(&self, path: &Path) -> Option<PathBuf> {
+        self.real_path(path).ok().filter(|real| real.is_dir())
+    }
+
+    /// The real path of a bot directory's config.csv when it is a file outside the mount.
+    pub fn bot_source(&self, bot_dir: &Path) -> Option<PathBuf> {
+        let source = bot_dir.join(VIEW_NAME);
+        self.real_path(&source)
+            .ok()
+            .filter(|real| real.is_file())
+            .map(|_| source)
+    }
+
+    /// The single `--config-csv` source, when it exists now (outside the mount).
+    pub fn root_view(&self) -> Option<&Path> {
+        let source = self.config_csv.as_deref()?;
+        self.real_path(source)
+            .ok()
+            .filter(|real| real.is_file())
+            .map(|_| source)
+    }
+
+    /// Packages (`<name>.gbai`) in the bots directory that hold at least one bot
+    /// view, each by its real path.
     pub fn packages(&self) -> Vec<(String, PathBuf)> {
-        let Some(bots_dir) = &self.bots_dir else {
+        let Some(bots_dir) = self.bots_dir.as_deref().and_then(|dir| self.real_dir(dir)) else {
             return Vec::new();
         };
-        subdirectories_with_suffix(bots_dir, PACKAGE_SUFFIX)
+        self.subdirectories_with_suffix(&bots_dir, PACKAGE_SUFFIX)
             .into_iter()
-            .filter(|(_, dir)| !bots_in(dir).is_empty())
+            .filter(|(_, dir)| !self.bots_in(dir).is_empty())
             .collect()
     }
 
-    /// The package directory called `name`, if it is shown.
+    /// The package directory called `name` (its real path), if it is shown.
     pub fn package(&self, name: &str) -> Option<PathBuf> {
-        let dir = self.bots_dir.as_ref()?.join(name);
-        (name.ends_with(PACKAGE_SUFFIX) && !bots_in(&dir).is_empty()).then_some(dir)
+        if !name.ends_with(PACKAGE_SUFFIX) {
+            return None;
+        }
+        let bots_dir = self.real_dir(self.bots_dir.as_deref()?)?;
+        let dir = self.real_dir(&bots_dir.join(name))?;
+        (!self.bots_in(&dir).is_empty()).then_some(dir)
     }
 
     /// Every bot's config.csv under `--bots`, package by package.
     pub fn bot_views(&self) -> Vec<PathBuf> {
         self.packages()
             .into_iter()
-            .flat_map(|(_, package)| bots_in(&package))
+            .flat_map(|(_, package)| self.bots_in(&package))
             .map(|(_, bot)| bot.join(VIEW_NAME))
             .collect()
+    }
+
+    /// Bots (`<bot>.gbot`) in a package that have a config.csv, each by its real path.
+    pub fn bots_in(&self, package: &Path) -> Vec<(String, PathBuf)> {
+        self.subdirectories_with_suffix(package, BOT_SUFFIX)
+            .into_iter()
+            .filter(|(_, dir)| self.bot_source(dir).is_some())
+            .collect()
+    }
+
+    /// The bot directory called `name` in a package (its real path), if it has a
+    /// config.csv.
+    pub fn bot(&self, package: &Path, name: &str) -> Option<PathBuf> {
+        if !name.ends_with(BOT_SUFFIX) {
+            return None;
+        }
+        let dir = self.real_dir(&package.join(name))?;
+        self.bot_source(&dir).map(|_| dir)
+    }
+
+    fn subdirectories_with_suffix(&self, dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                if !name.ends_with(suffix) || name.len() == suffix.len() {
+                    return None;
+                }
+                Some((name, self.real_dir(&entry.path())?))
+            })
+            .collect();
+        found.sort();
+        found
     }
 
     /// For one-shot commands, which look once: an error naming `--config-csv`
@@ -81,20 +211,6 @@ impl ConfigSources {
     }
 }
 
-/// Bots (`<bot>.gbot`) in a package that have a config.csv.
-pub fn bots_in(package: &Path) -> Vec<(String, PathBuf)> {
-    subdirectories_with_suffix(package, BOT_SUFFIX)
-        .into_iter()
-        .filter(|(_, dir)| dir.join(VIEW_NAME).is_file())
-        .collect()
-}
-
-/// The bot directory called `name` in a package, if it has a config.csv.
-pub fn bot(package: &Path, name: &str) -> Option<PathBuf> {
-    let dir = package.join(name);
-    (name.ends_with(BOT_SUFFIX) && dir.join(VIEW_NAME).is_file()).then_some(dir)
-}
-
 fn require_kind(path: &Path, flag: &str, directory: bool) -> Result<(), String> {
     let problem = match std::fs::metadata(path) {
         Err(e) => io_problem(&e),
@@ -105,21 +221,11 @@ fn require_kind(path: &Path, flag: &str, directory: bool) -> Result<(), String> 
     Err(format!("{flag} {}: {problem}", path.display()))
 }
 
-fn subdirectories_with_suffix(dir: &Path, suffix: &str) -> Vec<(String, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut found: Vec<(String, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let path = entry.path();
-            (name.ends_with(suffix) && name.len() > suffix.len() && path.is_dir())
-                .then_some((name, path))
-        })
-        .collect();
-    found.sort();
-    found
+/// Pushes the components of `path` onto `pending` so that they pop in order.
+fn push_components(pending: &mut Vec<std::ffi::OsString>, path: &Path) {
+    for component in path.components().rev() {
+        pending.push(component.as_os_str().to_os_string());
+    }
 }
 
 /// The outcome of fetching one referenced path: the secret, "none there", or why it failed.
@@ -282,12 +388,65 @@ mod tests {
         let sources = ConfigSources {
             config_csv: None,
             bots_dir: Some(bots.to_path_buf()),
+            mountpoint: None,
         };
         let names: Vec<String> = sources.packages().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, vec!["campaign-manager.gbai", "sales.gbai"]);
         let package = sources.package("campaign-manager.gbai").unwrap();
-        assert_eq!(bots_in(&package)[0].0, "marketing.gbot");
+        assert_eq!(sources.bots_in(&package)[0].0, "marketing.gbot");
         assert!(sources.package("empty.gbai").is_none());
-        assert!(bot(&package, "other.gbot").is_none());
+        assert!(sources.bot(&package, "other.gbot").is_none());
+    }
+
+    #[test]
+    fn real_paths_resolve_symlinks_and_dotdot_but_never_step_into_the_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let mount = root.join("secrets");
+        let sources = ConfigSources {
+            mountpoint: Some(mount.clone()),
+            ..ConfigSources::default()
+        };
+        std::fs::create_dir_all(root.join("bots/real.gbai")).unwrap();
+        std::fs::create_dir_all(root.join("secrets2")).unwrap();
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+            root.join(name)
+        };
+        // Relative links and `..` resolve as the kernel would.
+        let relative = link("bots/../bots/./real.gbai", "relative");
+        assert_eq!(
+            sources.real_path(&relative).unwrap(),
+            root.join("bots/real.gbai")
+        );
+        // Into the mount, directly, through `..` or through a chain of links: refused,
+        // and the mountpoint (absent here) is never even looked at.
+        for (target, name) in [
+            ("secrets", "direct"),
+            ("bots/../secrets/gbo/llm/key", "dotdot"),
+            ("direct", "chained"),
+        ] {
+            let path = link(target, name);
+            assert!(
+                matches!(sources.real_path(&path), Err(Unreachable::IntoTheMount)),
+                "{name}"
+            );
+        }
+        // A sibling whose name merely starts the same is not the mount.
+        assert_eq!(
+            sources.real_path(&root.join("secrets2")).unwrap(),
+            root.join("secrets2")
+        );
+        // A loop ends with ELOOP, a missing part with NotFound.
+        link("loop_b", "loop_a");
+        link("loop_a", "loop_b");
+        match sources.real_path(&root.join("loop_a")) {
+            Err(Unreachable::Io(error)) => assert_eq!(error.raw_os_error(), Some(libc::ELOOP)),
+            other => panic!("{other:?}"),
+        }
+        match sources.real_path(&root.join("bots/missing.gbai")) {
+            Err(Unreachable::Io(error)) => assert_eq!(error.kind(), std::io::ErrorKind::NotFound),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -438,3 +438,83 @@ fn a_reader_midway_through_a_view_when_a_reference_rotates_reads_one_whole_rende
     assert_eq!([&head[..], &rest].concat(), before, "one whole rendering");
     assert_eq!(reader.metadata().unwrap().len(), before.len() as u64);
 }
+
+/// Runs `operation` on a thread of its own and fails the test if it does not
+/// finish within 20 s (a hung mount would otherwise hang the test for good).
+fn within_20s<T: Send + 'static>(what: &str, operation: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(operation());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} did not answer within 20 s: the mount hangs"))
+}
+
+#[test]
+fn view_paths_leading_into_the_mount_itself_are_refused_and_nothing_hangs() {
+    if !fuse_available() {
+        return;
+    }
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().join("secrets");
+    let bots = dir.path().join("bots");
+    let good = bots.join("good.gbai/good.gbot");
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::write(
+        good.join("config.csv"),
+        "name,value\nk,vault:gbo/llm/openai_key\n",
+    )
+    .unwrap();
+    // A package that is the mount, and a bot whose config.csv is a file in it.
+    std::os::unix::fs::symlink(&mountpoint, bots.join("loop.gbai")).unwrap();
+    let sneaky = bots.join("sneaky.gbai/sneaky.gbot");
+    std::fs::create_dir_all(&sneaky).unwrap();
+    std::os::unix::fs::symlink(
+        mountpoint.join("gbo/llm/openai_key"),
+        sneaky.join("config.csv"),
+    )
+    .unwrap();
+    let config_in_mount = mountpoint.join("good.gbai/good.gbot/config.csv");
+    let args = [
+        "--bots",
+        bots.to_str().unwrap(),
+        "--config-csv",
+        config_in_mount.to_str().unwrap(),
+    ];
+    let mount = Mount::start_at(dir, mountpoint, &server.addr(), &server.token(), &args);
+
+    let root = mount.path("");
+    let mut names: Vec<String> = within_20s("ls of the mount", move || {
+        std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    });
+    names.sort();
+    assert_eq!(names, ["gbo", "good.gbai"]);
+    let key = mount.path("gbo/llm/openai_key");
+    assert_eq!(
+        within_20s("a key file", move || std::fs::read(key).unwrap()),
+        SECRETS[0].as_bytes()
+    );
+    let view = mount.path("good.gbai/good.gbot/config.csv");
+    let rendered = within_20s("the good view", move || std::fs::read(view).unwrap());
+    assert_eq!(
+        rendered,
+        format!("name,value\nk,{}\n", SECRETS[0]).as_bytes()
+    );
+    for refused in ["loop.gbai", "sneaky.gbai", "config.csv"] {
+        let path = mount.path(refused);
+        let found = within_20s(refused, move || std::fs::metadata(path).map(|_| ()));
+        assert_eq!(errno_of(&found.unwrap_err()), libc::ENOENT, "{refused}");
+    }
+    assert!(
+        mount
+            .log_text()
+            .contains("--config-csv leads into the gbo-fs mount itself"),
+        "{}",
+        mount.log_text()
+    );
+}

@@ -141,6 +141,38 @@ fn auto_unmount_leaves_no_stale_mount_after_sigkill() {
     );
 }
 
+#[test]
+fn auto_unmount_leaves_no_dead_mount_after_sigterm_or_sigint() {
+    if !fuse_available() {
+        return;
+    }
+    let server = server();
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let mut mount = Mount::start(&server.addr(), &server.token(), &["--auto-unmount"]);
+        assert_eq!(
+            std::fs::read(mount.path("gbo/llm/openai_key")).unwrap(),
+            b"sk-hardening"
+        );
+        let status = mount.stop_with(signal).expect("the daemon exits");
+        assert!(status.success(), "{signal}: {status}");
+        let canonical = std::fs::canonicalize(&mount.mountpoint).unwrap_or_default();
+        assert!(
+            !gbo_fs::daemon::is_mount_point(&canonical),
+            "{signal} with --auto-unmount left a dead mount at {}; log:\n{}",
+            canonical.display(),
+            mount.log_text()
+        );
+        assert!(
+            !mount.log_text().contains("still in use"),
+            "nothing held the mount: {}",
+            mount.log_text()
+        );
+    }
+}
+
 /// The command lines of running fusermount3 processes, for a failure message.
 fn fusermount_processes() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -554,6 +554,7 @@ fn fs_viewing(
     let sources = ConfigSources {
         config_csv: Some(source.clone()),
         bots_dir: None,
+        mountpoint: None,
     };
     (dir, source, fs_with_views(store, sources, mode))
 }
@@ -574,6 +575,7 @@ async fn config_csv_view_substitutes_references_and_keeps_every_other_byte() {
         ConfigSources {
             config_csv: Some(source),
             bots_dir: None,
+            mountpoint: None,
         },
         MissingReference::Error,
     );
@@ -642,6 +644,7 @@ async fn each_missing_reference_mode_behaves_as_documented() {
     let sources = ConfigSources {
         config_csv: Some(source),
         bots_dir: None,
+        mountpoint: None,
     };
     let error_mode = fs_with_views(seeded(), sources.clone(), MissingReference::Error);
     let error = cat(&error_mode, "config.csv").await.unwrap_err();
@@ -671,6 +674,7 @@ async fn denied_paths_down_vault_and_multiline_secrets_are_unresolvable() {
         ConfigSources {
             config_csv: Some(source.clone()),
             bots_dir: None,
+            mountpoint: None,
         },
         MissingReference::Error,
     );
@@ -719,6 +723,7 @@ async fn a_bot_view_never_shows_a_file_its_owner_could_not_read() {
     config.views = ConfigSources {
         config_csv: None,
         bots_dir: Some(bots),
+        mountpoint: None,
     };
     let fs = SecretFs::new(seeded(), config);
 
@@ -768,6 +773,7 @@ x,ROOT-GROUP-ONLY
     config.views = ConfigSources {
         config_csv: None,
         bots_dir: Some(bots),
+        mountpoint: None,
     };
     let fs = SecretFs::new(seeded(), config);
     let refused = cat(&fs, "a.gbai/b.gbot/config.csv").await.unwrap_err();
@@ -792,6 +798,7 @@ async fn bot_packages_appear_with_their_own_gbot_names_and_track_the_directory()
         ConfigSources {
             config_csv: None,
             bots_dir: Some(bots.clone()),
+            mountpoint: None,
         },
         MissingReference::Error,
     );
@@ -842,6 +849,7 @@ async fn a_view_reflects_source_edits_and_rotations_and_open_handles_keep_a_snap
     config.views = ConfigSources {
         config_csv: Some(source.clone()),
         bots_dir: None,
+        mountpoint: None,
     };
     let fs = SecretFs::new(store.clone(), config);
     let attr = fs.resolve_path("config.csv").await.unwrap();
@@ -881,6 +889,7 @@ async fn a_missing_or_unreadable_source_is_enoent_or_eio_and_the_rest_keeps_work
         ConfigSources {
             config_csv: Some(source.clone()),
             bots_dir: None,
+            mountpoint: None,
         },
         MissingReference::Error,
     );
@@ -911,6 +920,7 @@ async fn a_huge_config_csv_with_invalid_utf8_renders_completely() {
         ConfigSources {
             config_csv: Some(source),
             bots_dir: None,
+            mountpoint: None,
         },
         MissingReference::Error,
     );
@@ -1276,6 +1286,7 @@ async fn a_view_referencing_more_paths_than_the_limit_fails_without_asking_vault
     config.views = ConfigSources {
         config_csv: Some(flood.clone()),
         bots_dir: None,
+        mountpoint: None,
     };
     let fs = SecretFs::new(store.clone(), config);
     let refused = cat(&fs, "config.csv").await.unwrap_err();
@@ -1344,6 +1355,7 @@ async fn bots_in_a_package_its_owner_cannot_list_are_not_shown() {
     config.views = ConfigSources {
         config_csv: None,
         bots_dir: Some(bots),
+        mountpoint: None,
     };
     let fs = SecretFs::new(seeded(), config);
     assert!(names(&fs, "evil.gbai").await.is_empty());
