@@ -516,13 +516,15 @@ pub(crate) fn lazy_unmount(path: &Path) {
     tracing::warn!(mountpoint = %path.display(), "could not detach the mount");
 }
 
-/// The mountpoint's real path, for refusing view paths that lead into it. A mount
-/// premount made is live already, so only its parent is resolved (resolving the
-/// mountpoint itself would ask this daemon, which does not serve yet).
-fn real_mountpoint(mountpoint: &Path, premounted: bool) -> PathBuf {
+/// The mountpoint's real path, for refusing view paths that lead into it. A live
+/// mount (one premount made, or one `status` asks about) has only its parent
+/// resolved: resolving the mountpoint itself would ask its daemon, which may not
+/// serve (yet, or any more).
+pub(crate) fn real_mountpoint(mountpoint: &Path, premounted: bool) -> PathBuf {
     let parent_resolved = || {
-        let parent = mountpoint.parent()?.canonicalize().ok()?;
-        Some(parent.join(mountpoint.file_name()?))
+        let absolute = std::path::absolute(mountpoint).ok()?;
+        let parent = absolute.parent()?.canonicalize().ok()?;
+        Some(parent.join(absolute.file_name()?))
     };
     match premounted {
         true => parent_resolved().unwrap_or_else(|| mountpoint.to_path_buf()),

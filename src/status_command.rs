@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -62,11 +63,13 @@ pub fn status(settings: &Settings, mountpoint: &Path, as_json: bool) -> Result<E
         })
     });
     let mut report = report;
-    report["daemon"] = daemon_report(mountpoint);
+    report["daemon"] = daemon_report(mountpoint, settings.connection.timeout);
+    // No daemon at all is Vault-only health; a daemon that is dead or hung is not healthy.
     let healthy = report["vault"]["reachable"] == true
         && report["vault"]["sealed"] == false
         && report["token"]["valid"] == true
-        && report["vault"]["kv"]["error"].is_null();
+        && report["vault"]["kv"]["error"].is_null()
+        && report["daemon"]["error"].is_null();
     report["healthy"] = json!(healthy);
     to_stdout(|out| {
         if as_json {
@@ -122,15 +125,42 @@ async fn token_report(store: &crate::vault::http::VaultHttpStore) -> Value {
 
 /// The serving daemon's counters, or `null` when no gbo-fs mount is at
 /// `mountpoint` (a file planted in a plain directory is not a daemon).
-fn daemon_report(mountpoint: &Path) -> Value {
-    let canonical = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.into());
-    if !crate::daemon::is_gbo_fs_mount(&canonical) {
+/// The serving daemon's counters: `null` when no gbo-fs mount is at `mountpoint`,
+/// `{"error": ...}` when one is but its daemon is dead (a stale mount) or does not
+/// answer within `limit`. The mount is only touched on a thread of its own, so a
+/// stopped daemon cannot hang the command.
+fn daemon_report(mountpoint: &Path, limit: Duration) -> Value {
+    let real = daemon::real_mountpoint(mountpoint, true);
+    if !daemon::is_gbo_fs_mount(&real) {
         return Value::Null;
     }
-    let file = mountpoint.join(CONTROL_DIR).join(STATUS_FILE);
-    match std::fs::read_to_string(&file) {
-        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
-        Err(_) => Value::Null,
+    let file = real.join(CONTROL_DIR).join(STATUS_FILE);
+    let (done, answer) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("status-read".into())
+        .spawn(move || {
+            let _ = done.send(std::fs::read_to_string(&file));
+        });
+    if let Err(error) = spawned {
+        return json!({"error": format!("cannot start a thread to ask the daemon: {error}")});
+    }
+    let shown = real.display();
+    match answer.recv_timeout(limit) {
+        Ok(Ok(text)) => serde_json::from_str(&text)
+            .unwrap_or_else(|_| json!({"error": format!("{STATUS_FILE} is not JSON")})),
+        Ok(Err(error)) if error.raw_os_error() == Some(libc::ENOTCONN) => json!({
+            "error": format!(
+                "dead mount at {shown}: its daemon exited without unmounting (readers get \
+                 ENOTCONN); `gbo-fs unmount {shown}` clears it"
+            )
+        }),
+        Ok(Err(error)) => json!({"error": format!("cannot read {STATUS_FILE}: {error}")}),
+        Err(_) => json!({
+            "error": format!(
+                "the daemon serving {shown} did not answer within {} s (stopped or hung)",
+                limit.as_secs_f64()
+            )
+        }),
     }
 }
 
@@ -175,6 +205,8 @@ fn write_human(report: &Value, mountpoint: &Path, out: &mut dyn Write) -> std::i
     let daemon = &report["daemon"];
     if daemon.is_null() {
         writeln!(out, "daemon     not serving {}", mountpoint.display())?;
+    } else if let Some(error) = daemon["error"].as_str() {
+        writeln!(out, "daemon     {error}")?;
     } else {
         let cache = &daemon["cache"];
         writeln!(

@@ -172,3 +172,34 @@ fn with_approle_credentials_status_logs_in_and_reports_a_valid_token() {
     assert_eq!(report["token"]["valid"], true);
     assert!(!String::from_utf8_lossy(&output.stdout).contains("secret-id-1"));
 }
+
+#[test]
+fn a_dead_mount_or_a_stopped_daemon_is_unhealthy_and_never_hangs_status() {
+    if !fuse_available() {
+        return;
+    }
+    let server = TestVaultServer::start(TestVaultConfig::kv2_secret_mount()).unwrap();
+    server.put_str("secret", "gbo/llm", &[("openai_key", "sk-status")]);
+
+    // A daemon that stops answering (SIGSTOP): status gives up after --vault-timeout.
+    let mut stopped = Mount::start(&server.addr(), &server.token(), &[]);
+    let pid = nix::unistd::Pid::from_raw(stopped.child.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let (code, report) = status_json(&server.addr(), &server.token(), &stopped.mountpoint);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["healthy"], false);
+    let error = report["daemon"]["error"].as_str().unwrap();
+    assert!(error.contains("did not answer within 1 s"), "{error}");
+    assert_eq!(report["vault"]["reachable"], true);
+
+    // A daemon killed without unmounting leaves a dead mount: reported as such.
+    stopped.kill_hard();
+    let (code, report) = status_json(&server.addr(), &server.token(), &stopped.mountpoint);
+    assert_eq!(code, Some(1), "{report:#}");
+    let error = report["daemon"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("dead mount") && error.contains("gbo-fs unmount"),
+        "{error}"
+    );
+}
