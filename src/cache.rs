@@ -52,6 +52,8 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub fetches: AtomicU64,
+    /// Fetches that ended in an error (whether or not a stale value was served).
+    pub failed_fetches: AtomicU64,
     pub stale_serves: AtomicU64,
 }
 
@@ -62,6 +64,7 @@ pub struct CacheCounts {
     pub hits: u64,
     pub misses: u64,
     pub fetches: u64,
+    pub failed_fetches: u64,
     pub stale_serves: u64,
 }
 
@@ -298,6 +301,9 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
         let task = tokio::spawn(async move {
             inner.stats.fetches.fetch_add(1, Ordering::Relaxed);
             let answer = work.await;
+            if answer.is_err() {
+                inner.stats.failed_fetches.fetch_add(1, Ordering::Relaxed);
+            }
             let changed = inner.store_answer(&owned_key, &answer);
             inner.in_flight.lock().unwrap().remove(&owned_key);
             if changed {
@@ -365,6 +371,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             hits: stats.hits.load(Ordering::Relaxed),
             misses: stats.misses.load(Ordering::Relaxed),
             fetches: stats.fetches.load(Ordering::Relaxed),
+            failed_fetches: stats.failed_fetches.load(Ordering::Relaxed),
             stale_serves: stats.stale_serves.load(Ordering::Relaxed),
         }
     }

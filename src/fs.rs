@@ -448,7 +448,7 @@ pub struct SecretFs {
     /// Reads that reached the daemon (page-cache hits never do).
     reads_served: AtomicU64,
     /// Vault requests that failed.
-    vault_errors: AtomicU64,
+    failed_operations: AtomicU64,
     handles: Mutex<HashMap<u64, Arc<SecretBytes>>>,
     /// What each Vault folder's entries were made of when the kernel last read
     /// them, so that `opendir` can tell the kernel to drop a stale listing.
@@ -487,7 +487,7 @@ impl SecretFs {
             changes,
             read_snapshots: Mutex::new(HashMap::new()),
             reads_served: AtomicU64::new(0),
-            vault_errors: AtomicU64::new(0),
+            failed_operations: AtomicU64::new(0),
             handles: Mutex::new(HashMap::new()),
             served_folders: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
@@ -655,6 +655,7 @@ impl SecretFs {
     /// value, token or key name is included.
     pub fn status_json(&self) -> String {
         let cache = self.secrets.counts();
+        let folders = self.folders.counts();
         let lookups = cache.hits + cache.misses;
         let (inodes, retired_inodes) = self.inodes.lock().unwrap().counts();
         let status = serde_json::json!({
@@ -671,8 +672,11 @@ impl SecretFs {
                 "hit_ratio": if lookups == 0 { 0.0 } else { cache.hits as f64 / lookups as f64 },
                 "stale_serves": cache.stale_serves,
             },
-            "vault_requests": cache.fetches + self.folders.counts().fetches,
-            "vault_errors": self.vault_errors.load(Ordering::Relaxed),
+            "vault_requests": cache.fetches + folders.fetches,
+            // Every failed Vault request, also those a stale value covered for.
+            "vault_errors": cache.failed_fetches + folders.failed_fetches,
+            // File operations that failed because of Vault (EIO, EACCES, ...).
+            "failed_operations": self.failed_operations.load(Ordering::Relaxed),
             "reads_served": self.reads_served.load(Ordering::Relaxed),
             "inodes": { "total": inodes, "retired": retired_inodes },
         });
@@ -1547,7 +1551,7 @@ impl SecretFs {
     /// Counts a failed Vault operation, logs it once per path and kind, and
     /// returns it as the file operation's error.
     fn vault_failure(&self, path: &str, operation: &str, source: StoreError) -> FsError {
-        self.vault_errors.fetch_add(1, Ordering::Relaxed);
+        self.failed_operations.fetch_add(1, Ordering::Relaxed);
         if self.warnings.first(path, &format!("{operation}:{source}")) {
             tracing::warn!(path, operation, error = %source, "Vault request failed");
         }

@@ -99,13 +99,13 @@ async fn a_name_missing_from_a_listing_vault_cannot_refresh_is_eio_not_enoent() 
     // Waits out the negative TTL: that is the behaviour under test.
     std::thread::sleep(Duration::from_millis(350));
     store.fail("gbo", StoreError::Sealed);
-    let errors_before = fs.vault_errors.load(Ordering::Relaxed);
+    let errors_before = fs.failed_operations.load(Ordering::Relaxed);
     for _ in 0..2 {
         let error = cat(&fs, "gbo/created/k").await.unwrap_err();
         assert_eq!(error.errno(), libc::EIO, "{error}");
     }
     assert!(
-        fs.vault_errors.load(Ordering::Relaxed) > errors_before,
+        fs.failed_operations.load(Ordering::Relaxed) > errors_before,
         "counted"
     );
     assert_eq!(
@@ -1364,4 +1364,35 @@ async fn bots_in_a_package_its_owner_cannot_list_are_not_shown() {
         .await
         .is_err());
     assert_eq!(names(&fs, "good.gbai").await, ["good.gbot"]);
+}
+
+#[tokio::test]
+async fn failed_refreshes_count_as_vault_errors_even_when_a_stale_value_covers_them() {
+    let store = seeded();
+    let mut config = FsConfig::new("gbo");
+    config.operation_timeout = Duration::from_millis(500);
+    config.cache.ttl = Duration::from_millis(50);
+    let fs = SecretFs::new(store.clone(), config);
+    assert_eq!(cat(&fs, "gbo/llm/openai_key").await.unwrap(), b"sk-openai");
+    let errors = |fs: &SecretFs| -> u64 {
+        let status: serde_json::Value = serde_json::from_str(&fs.status_json()).unwrap();
+        status["vault_errors"].as_u64().unwrap()
+    };
+    assert_eq!(errors(&fs), 0);
+    store.fail("gbo", StoreError::Sealed);
+    // Waits out the TTL: that is the behaviour under test.
+    std::thread::sleep(Duration::from_millis(80));
+    for _ in 0..3 {
+        assert_eq!(
+            cat(&fs, "gbo/llm/openai_key").await.unwrap(),
+            b"sk-openai",
+            "stale"
+        );
+    }
+    assert!(
+        errors(&fs) >= 1,
+        "an outage covered by stale values still shows in the errors"
+    );
+    let status: serde_json::Value = serde_json::from_str(&fs.status_json()).unwrap();
+    assert_eq!(status["failed_operations"], 0, "no reader saw an error");
 }
