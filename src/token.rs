@@ -19,11 +19,11 @@ pub const DEFAULT_APPROLE_MOUNT: &str = "approle";
 
 /// The start-up error for a token Vault does not know.
 pub const INVALID_TOKEN_MESSAGE: &str =
-    "VAULT_TOKEN is not valid (Vault answered 403 to lookup-self)";
+    "the Vault token is not valid (Vault answered 403 to lookup-self)";
 
 /// The start-up error for a token Vault cannot even parse, e.g. an empty one.
 pub const MALFORMED_TOKEN_MESSAGE: &str =
-    "VAULT_TOKEN is not valid: empty or malformed (Vault answered 400 to lookup-self)";
+    "the Vault token is not valid: empty or malformed (Vault answered 400 to lookup-self)";
 
 /// The user's message when lookup-self refused the token: 403 (unknown, expired, revoked)
 /// or 400 (empty, malformed). `None` for every other failure.

@@ -183,7 +183,36 @@ impl Upkeep {
     async fn run(mut self) {
         loop {
             let pause = self.round().await;
-            tokio::time::sleep(pause).await;
+            let store = self.store.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                // A 403 on a read may mean the token was revoked: check it now, not
+                // at the next renewal, so an AppRole daemon logs in again at once.
+                _ = store.refusal() => {
+                    tokio::time::sleep(MIN_PAUSE.min(pause)).await;
+                    self.check_token_after_refusal().await;
+                }
+            }
+        }
+    }
+
+    /// After Vault refused a read: is the token itself still valid? A refused
+    /// lookup-self means it is not (revoked, expired): AppRole logs in again; a plain
+    /// token is reported dead once. A valid token means a policy denied that path.
+    async fn check_token_after_refusal(&mut self) {
+        if matches!(self.token, TokenStatus::Invalid) {
+            return;
+        }
+        match token::check_token(&self.store).await {
+            token::TokenCheck::Refused(refusal) if self.settings.approle.is_some() => {
+                tracing::warn!("{refusal}; logging in with AppRole again");
+                self.acquire_token().await;
+            }
+            token::TokenCheck::Refused(refusal) => {
+                tracing::error!("{refusal}; reads fail until gbo-fs gets a new token");
+                self.token = TokenStatus::Invalid;
+            }
+            token::TokenCheck::Usable(_) | token::TokenCheck::Unavailable(_) => {}
         }
     }
 

@@ -163,6 +163,38 @@ fn approle_logs_in_again_when_vault_refuses_to_renew_an_expired_token() {
 }
 
 #[test]
+fn approle_logs_in_again_as_soon_as_a_read_is_refused_with_a_revoked_token() {
+    // The token would be renewed only after 40 s, and the regular checks are 10
+    // minutes apart: only the refused read can bring the new login.
+    let server = server_accepting_the_test_approle();
+    let runtime = gbo_fs::daemon::runtime().unwrap();
+    let store = store_for(&server, "");
+    let settings = UpkeepSettings {
+        approle: Some(approle_login()),
+        check_interval: Duration::from_secs(600),
+        ..UpkeepSettings::default()
+    };
+    gbo_fs::upkeep::start(store.clone(), settings, &runtime).unwrap();
+    assert_eq!(server.approle_logins(), 1);
+    assert!(
+        read_works(&runtime, &store),
+        "reads, as after the daemon's start-up probe"
+    );
+    server.expire_all_tokens();
+    assert!(
+        !read_works(&runtime, &store),
+        "the revoked token is refused"
+    );
+
+    assert!(
+        wait_until(Duration::from_secs(10), || server.approle_logins() >= 2),
+        "no new login after the refusal"
+    );
+    assert!(read_works(&runtime, &store), "the new token reads again");
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
 fn get_with_an_invalid_token_fails_with_a_clear_message() {
     let server = server_with(TestVaultConfig::default());
     let dir = tempfile::tempdir().unwrap();
@@ -172,7 +204,7 @@ fn get_with_an_invalid_token_fails_with_a_clear_message() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("VAULT_TOKEN is not valid (Vault answered 403 to lookup-self)"),
+        stderr.contains("the Vault token is not valid (Vault answered 403 to lookup-self)"),
         "{stderr}"
     );
     assert!(!stderr.contains("s.invalid-token-value"), "{stderr}");
@@ -193,7 +225,7 @@ fn status_policy_and_migrate_report_an_invalid_token_not_an_undetectable_mount()
             exit_and_output(&server.addr(), "s.invalid-token-value", dir.path(), args);
         assert_eq!(code, Some(1), "{args:?}: {text}");
         assert!(
-            text.contains("VAULT_TOKEN is not valid (Vault answered 403 to lookup-self)"),
+            text.contains("the Vault token is not valid (Vault answered 403 to lookup-self)"),
             "{args:?}: {text}"
         );
         assert!(!text.contains("cannot determine"), "{args:?}: {text}");
@@ -211,7 +243,7 @@ fn a_token_that_lookup_self_answers_400_to_is_reported_invalid() {
     let (code, text) = run(&["get", "gbo/llm/openai_key"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("VAULT_TOKEN is not valid: empty or malformed"),
+        text.contains("the Vault token is not valid: empty or malformed"),
         "{text}"
     );
     let (code, text) = run(&["status", "--json", "/nonexistent"]);
@@ -228,7 +260,7 @@ fn mount_with_an_invalid_token_exits_non_zero_before_mounting() {
     let output = run_bounded(mount, LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    assert!(stderr.contains("VAULT_TOKEN is not valid"), "{stderr}");
+    assert!(stderr.contains("the Vault token is not valid"), "{stderr}");
     assert!(!stderr.contains("s.invalid-token-value"), "{stderr}");
 }
 

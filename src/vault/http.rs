@@ -251,6 +251,9 @@ pub struct VaultHttpStore {
     prefix: String,
     overrides: LayoutOverrides,
     layout: OnceCell<KvLayout>,
+    /// Signalled when Vault refuses (403) a secret read or listing: the token may
+    /// have been revoked, which the upkeep task then checks at once.
+    refused: tokio::sync::Notify,
 }
 
 impl VaultHttpStore {
@@ -297,7 +300,22 @@ impl VaultHttpStore {
             prefix: prefix.to_string(),
             overrides,
             layout: OnceCell::new(),
+            refused: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Passes `answer` on, signalling [`Self::refused`] when Vault refused it (403).
+    fn note_refusal<T>(&self, answer: Result<T, StoreError>) -> Result<T, StoreError> {
+        if matches!(answer, Err(StoreError::PermissionDenied)) {
+            self.refused.notify_one();
+        }
+        answer
+    }
+
+    /// Waits until Vault refuses a secret read or listing (403) after this call, or
+    /// refused one since the last wait.
+    pub async fn refusal(&self) {
+        self.refused.notified().await;
     }
 
     /// Replaces the token used for every later request (renewal, AppRole login).
@@ -670,23 +688,27 @@ impl VaultHttpStore {
 impl SecretStore for VaultHttpStore {
     async fn read_secret(&self, path: &str) -> Result<Option<Secret>, StoreError> {
         super::check_logical_path(path)?;
-        self.with_timeout(async {
-            let layout = self.layout().await?;
-            match layout.version {
-                KvVersion::V2 => self.read_v2(layout, path).await,
-                KvVersion::V1 => self.read_v1(layout, path).await,
-            }
-        })
-        .await
+        let read = self
+            .with_timeout(async {
+                let layout = self.layout().await?;
+                match layout.version {
+                    KvVersion::V2 => self.read_v2(layout, path).await,
+                    KvVersion::V1 => self.read_v1(layout, path).await,
+                }
+            })
+            .await;
+        self.note_refusal(read)
     }
 
     async fn list_folder(&self, path: &str) -> Result<Option<Vec<ListEntry>>, StoreError> {
         super::check_logical_path(path)?;
-        self.with_timeout(async {
-            let layout = self.layout().await?;
-            self.list(layout, path).await
-        })
-        .await
+        let listed = self
+            .with_timeout(async {
+                let layout = self.layout().await?;
+                self.list(layout, path).await
+            })
+            .await;
+        self.note_refusal(listed)
     }
 
     async fn status(&self) -> Result<VaultStatus, StoreError> {
