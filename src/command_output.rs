@@ -22,6 +22,23 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), String> {
     to_stdout(|out| out.write_all(bytes))
 }
 
+/// `text` with control characters (a carriage return, a terminal escape) shown
+/// escaped, so text taken from a config.csv cannot fake output lines or drive the
+/// terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let escaped = text
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect();
+    std::borrow::Cow::Owned(escaped)
+}
+
 /// Why a file could not be used, worded as the other gbo-fs errors are
 /// (`no such file or directory`).
 pub fn io_problem(error: &std::io::Error) -> String {
@@ -82,6 +99,21 @@ mod tests {
         assert_eq!(
             error_about("gbo/x", &FsError::NotFound),
             "gbo/x: no such file or directory"
+        );
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped_and_other_text_is_kept() {
+        assert_eq!(printable("llm-api-key"), "llm-api-key");
+        assert_eq!(printable("clé ünïcode"), "clé ünïcode");
+        assert_eq!(
+            printable("k\u{1b}[31m,vault:gbo/x\rINFO all good"),
+            "k\\u{1b}[31m,vault:gbo/x\\rINFO all good"
         );
     }
 }

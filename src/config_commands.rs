@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::cli::GlobalOptions;
-use crate::command_output::{error_about, io_problem, write_stdout};
+use crate::command_output::{error_about, io_problem, printable, write_stdout};
 use crate::config_csv::{self, MissingReference};
 use crate::daemon;
 use crate::settings;
+use crate::source_access::SourceReader;
 use crate::views::ConfigSources;
 
 /// Exit status of `render` when a reference cannot be resolved.
@@ -37,7 +38,10 @@ pub fn render(
         .block_on(fs.render_source(source))
         .map_err(|e| error_about(&source.display().to_string(), &e))?;
     for unresolved in &rendered.unresolved {
-        eprintln!("{}:{unresolved}", source.display());
+        eprintln!(
+            "{}",
+            printable(&format!("{}:{unresolved}", source.display()))
+        );
     }
     if settings.missing_reference == MissingReference::Error && !rendered.is_complete() {
         return Ok(ExitCode::from(UNRESOLVED_EXIT));
@@ -60,20 +64,36 @@ pub fn check(
         mountpoint: None,
     };
     let sources = sources_to_check(source, &views)?;
-    let mut any_reference = false;
+    // A source that cannot be read is one failure among the others: every source
+    // is still checked and reported.
+    let mut failures = 0;
+    let mut unreadable = Vec::new();
+    let mut with_references = Vec::new();
     for source in &sources {
-        any_reference |= has_references(&read_source(source)?);
+        match read_source(source) {
+            Ok(text) if has_references(&text) => with_references.push(source),
+            Ok(_) => {}
+            Err(reason) => unreadable.push(printable(&reason).into_owned() + "\n"),
+        }
     }
-    if !any_reference {
-        return Ok(ExitCode::SUCCESS);
+    failures += unreadable.len();
+    write_stdout(unreadable.concat().as_bytes())?;
+    if with_references.is_empty() {
+        return Ok(exit_for(failures));
     }
     let settings = &settings::resolve(options, environment).map_err(|e| e.to_string())?;
     let (runtime, fs) = daemon::one_shot_filesystem(settings)?;
-    let mut failures = 0;
-    for source in &sources {
-        let checks = runtime
-            .block_on(fs.check_source(source))
-            .map_err(|e| error_about(&source.display().to_string(), &e))?;
+    for source in with_references {
+        let shown = source.display().to_string();
+        let checks = match runtime.block_on(fs.check_source(source)) {
+            Ok(checks) => checks,
+            Err(error) => {
+                failures += 1;
+                let line = printable(&error_about(&shown, &error)).into_owned() + "\n";
+                write_stdout(line.as_bytes())?;
+                continue;
+            }
+        };
         let mut report = String::new();
         for check in checks {
             let verdict = match &check.problem {
@@ -85,19 +105,23 @@ pub fn check(
             };
             report.push_str(&format!(
                 "{}:{}: {} {} {verdict}\n",
-                source.display(),
+                printable(&shown),
                 check.line,
-                check.name,
-                check.reference
+                printable(&check.name),
+                printable(&check.reference)
             ));
         }
         write_stdout(report.as_bytes())?;
     }
-    Ok(if failures == 0 {
+    Ok(exit_for(failures))
+}
+
+fn exit_for(failures: usize) -> ExitCode {
+    if failures == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// Every config.csv `check` reads: PATH, then `--config-csv`, then every bot's
@@ -123,9 +147,18 @@ fn sources_to_check(path: Option<&Path>, views: &ConfigSources) -> Result<Vec<Pa
         .collect())
 }
 
-/// The bytes of a config.csv source, or an error naming it.
+/// The bytes of a config.csv source, read as the daemon reads sources (no FIFO
+/// wait, regular files up to 4 MiB, nothing under /proc), or an error naming it.
 fn read_source(source: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(source).map_err(|e| format!("{}: {}", source.display(), io_problem(&e)))
+    let reader = SourceReader::new(nix::unistd::geteuid().as_raw(), None);
+    reader.read(source).map_err(|e| {
+        let problem = io_problem(&e);
+        let shown = source.display().to_string();
+        match problem.starts_with(&shown) {
+            true => problem,
+            false => format!("{shown}: {problem}"),
+        }
+    })
 }
 
 /// Whether the source has a `vault:` reference (malformed ones included).

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use zeroize::Zeroizing;
 
 use crate::cache::{CachePolicy, FetchCache};
+use crate::command_output::printable;
 use crate::config_csv::{MissingReference, Rendered};
 use crate::source_access::SourceReader;
 use crate::vault::{ListEntry, Secret, SecretBytes, SecretStore, StoreError};
@@ -1375,7 +1376,11 @@ impl SecretFs {
             Err(e) => {
                 let file = source.display().to_string();
                 if self.warnings.first(&file, &e.to_string()) {
-                    tracing::warn!(file, error = %e, "cannot read config.csv source");
+                    tracing::warn!(
+                        file = %printable(&file),
+                        error = %printable(&e.to_string()),
+                        "cannot read config.csv source"
+                    );
                 }
                 Err(FsError::Source {
                     file,
@@ -1424,10 +1429,11 @@ impl SecretFs {
         }
         for unresolved in &rendered.unresolved {
             if self.warnings.first(&file, &unresolved.to_string()) {
+                // Escaped: a config.csv could otherwise fake log lines.
                 tracing::warn!(
-                    file,
+                    file = %printable(&file),
                     line = unresolved.line,
-                    reference = %unresolved.reference,
+                    reference = %printable(&unresolved.reference),
                     reason = %unresolved.reason,
                     "unresolvable vault: reference"
                 );

@@ -182,7 +182,7 @@ fn an_unresolvable_reference_fails_closed_with_eio_and_a_log_line_naming_it() {
     let server = server();
     let (workspace, mount) = mount_config_csv(
         &server,
-        "name,value\nok,vault:gbo/llm/openai_key\nbroken,vault:gbo/llm/missing_key\n",
+        "name,value\nok,vault:gbo/llm/openai_key\nbroken,vault:gbo/llm/missing_key\nfake,vault:gbo/x\rINFO all good\u{1b}[2K/k\n",
         &[],
     );
     let source = workspace.path().join("config.csv");
@@ -196,6 +196,10 @@ fn an_unresolvable_reference_fails_closed_with_eio_and_a_log_line_naming_it() {
         "{log}"
     );
     assert!(!log.contains(SECRETS[0]));
+    // A reference holding a carriage return or a terminal escape is logged escaped,
+    // so it cannot fake a log line.
+    assert!(log.contains("line=4"), "{log}");
+    assert!(!log.contains('\r') && !log.contains('\u{1b}'), "{log:?}");
 
     let empty = Mount::start(
         &server.addr(),
@@ -209,7 +213,7 @@ fn an_unresolvable_reference_fails_closed_with_eio_and_a_log_line_naming_it() {
     );
     assert_eq!(
         std::fs::read(empty.path("config.csv")).unwrap(),
-        format!("name,value\nok,{}\nbroken,\n", SECRETS[0]).as_bytes()
+        format!("name,value\nok,{}\nbroken,\nfake,\n", SECRETS[0]).as_bytes()
     );
 }
 
@@ -517,4 +521,43 @@ fn view_paths_leading_into_the_mount_itself_are_refused_and_nothing_hangs() {
         "{}",
         mount.log_text()
     );
+}
+
+#[test]
+fn check_reports_every_source_even_past_one_it_cannot_read_and_escapes_control_characters() {
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let bots = dir.path().join("bots");
+    let big = bots.join("a.gbai/a.gbot");
+    std::fs::create_dir_all(&big).unwrap();
+    let file = std::fs::File::create(big.join("config.csv")).unwrap();
+    file.set_len(5 << 20).unwrap();
+    let bad = bots.join("z.gbai/z.gbot");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(
+        bad.join("config.csv"),
+        "name,value\nk\u{1b}[31m,vault:gbo/x\rINFO all good/k\nllm,vault:gbo/llm/openai_key\n",
+    )
+    .unwrap();
+    let output = run_in(
+        dir.path(),
+        Some(&server),
+        &["check", "--bots", bots.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.contains("a.gbai/a.gbot/config.csv") && stdout.contains("larger than 4 MiB"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("z.gbai/z.gbot/config.csv:3: llm vault:gbo/llm/openai_key ok"),
+        "the source after the unreadable one is checked: {stdout}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r'),
+        "control characters reach the terminal: {stdout:?}"
+    );
+    assert!(stdout.contains("k\\u{1b}[31m"), "{stdout}");
+    assert!(!stdout.contains(SECRETS[0]));
 }
