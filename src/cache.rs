@@ -112,6 +112,13 @@ pub struct Outage(Mutex<Option<Instant>>);
 /// How long after its last failure Vault still counts as failing.
 pub const OUTAGE_MEMORY: Duration = Duration::from_secs(5);
 
+/// How long a key whose fetch failed transiently (timeout, unreachable, sealed)
+/// gets that error at once, with no value to serve instead, unless some fetch got
+/// an answer since: the kernel retries a failed lookup straight away (a failed
+/// revalidation, then a fresh lookup), and that retry must not wait out a second
+/// `--vault-timeout`.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(1);
+
 impl Outage {
     pub fn is_on(&self) -> bool {
         self.0
@@ -130,6 +137,9 @@ struct Inner<V> {
     outage: Arc<Outage>,
     entries: Mutex<LruCache<String, Entry<V>>>,
     in_flight: Mutex<HashMap<String, InFlight<V>>>,
+    /// Keys whose last fetch failed transiently, with when and why: for
+    /// [`FAILURE_MEMORY`] they get that error at once instead of a new fetch.
+    recent_failures: Mutex<HashMap<String, (Instant, StoreError)>>,
     stats: CacheStats,
     listener: std::sync::OnceLock<ChangeListener<V>>,
 }
@@ -162,6 +172,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
                 outage,
                 entries: Mutex::new(LruCache::new(capacity)),
                 in_flight: Mutex::new(HashMap::new()),
+                recent_failures: Mutex::new(HashMap::new()),
                 stats: CacheStats::default(),
                 listener: std::sync::OnceLock::new(),
             }),
@@ -231,6 +242,11 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             });
         }
         inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+        if stale_candidate.is_none() {
+            if let Some(error) = inner.recent_failure(key) {
+                return Err(error);
+            }
+        }
         let shared = self.join_or_start_fetch(key, fetch);
         let answer = match &stale_candidate {
             Some(_) => tokio::time::timeout(inner.policy.stale_wait, shared)
@@ -304,6 +320,7 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             if answer.is_err() {
                 inner.stats.failed_fetches.fetch_add(1, Ordering::Relaxed);
             }
+            inner.remember_failure(&owned_key, &answer);
             let changed = inner.store_answer(&owned_key, &answer);
             inner.in_flight.lock().unwrap().remove(&owned_key);
             if changed {
@@ -373,6 +390,35 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             fetches: stats.fetches.load(Ordering::Relaxed),
             failed_fetches: stats.failed_fetches.load(Ordering::Relaxed),
             stale_serves: stats.stale_serves.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<V> Inner<V> {
+    /// The transient error `key`'s fetch failed with less than [`FAILURE_MEMORY`]
+    /// ago, while Vault still counts as failing: once any fetch gets an answer,
+    /// Vault is back and every key is asked again.
+    fn recent_failure(&self, key: &str) -> Option<StoreError> {
+        if !self.outage.is_on() {
+            return None;
+        }
+        let failures = self.recent_failures.lock().unwrap();
+        let (at, error) = failures.get(key)?;
+        (at.elapsed() < FAILURE_MEMORY).then(|| error.clone())
+    }
+
+    /// Records a transient failure of `key`'s fetch, forgets it on any answer, and
+    /// drops failures older than [`FAILURE_MEMORY`] so the map stays small.
+    fn remember_failure(&self, key: &str, answer: &Answer<V>) {
+        let mut failures = self.recent_failures.lock().unwrap();
+        failures.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
+        match answer {
+            Err(error) if error.is_transient() => {
+                failures.insert(key.to_string(), (Instant::now(), error.clone()));
+            }
+            _ => {
+                failures.remove(key);
+            }
         }
     }
 }

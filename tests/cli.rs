@@ -551,7 +551,7 @@ fn errors_name_the_path_or_the_vault_address_once() {
     let directory = dir.path().to_str().unwrap();
     let render = run(&["render", directory]);
     assert_eq!(render.matches(directory).count(), 1, "{render}");
-    assert!(render.contains("Is a directory"), "{render}");
+    assert!(render.contains("is not a regular file"), "{render}");
 
     let policy = run(&["policy"]);
     assert_eq!(policy.matches(nothing_listens).count(), 1, "{policy}");

@@ -1396,3 +1396,24 @@ async fn failed_refreshes_count_as_vault_errors_even_when_a_stale_value_covers_t
     let status: serde_json::Value = serde_json::from_str(&fs.status_json()).unwrap();
     assert_eq!(status["failed_operations"], 0, "no reader saw an error");
 }
+
+#[tokio::test]
+async fn the_kernels_immediate_retry_of_a_failed_lookup_gets_the_error_without_a_second_wait() {
+    let store = seeded();
+    let fs = fs_with(store.clone());
+    store.fail("gbo/llm", StoreError::Timeout(Duration::from_millis(500)));
+    let first = cat(&fs, "gbo/llm/openai_key").await.unwrap_err();
+    assert_eq!(first.errno(), libc::EIO);
+    let reads = store.reads_of("gbo/llm");
+    assert_eq!(reads, 1);
+    // The kernel retries at once (a failed revalidation, then a fresh lookup):
+    // answered from the remembered failure, no second Vault request to wait on.
+    let retried = cat(&fs, "gbo/llm/openai_key").await.unwrap_err();
+    assert_eq!(retried.errno(), libc::EIO);
+    assert_eq!(store.reads_of("gbo/llm"), reads, "no new request");
+    // Waits out the failure memory: that is the behaviour under test.
+    store.clear_faults();
+    std::thread::sleep(crate::cache::FAILURE_MEMORY + Duration::from_millis(50));
+    assert_eq!(cat(&fs, "gbo/llm/openai_key").await.unwrap(), b"sk-openai");
+    assert_eq!(store.reads_of("gbo/llm"), reads + 1);
+}
