@@ -107,7 +107,18 @@ struct Entry<V> {
 /// While it is on, an expired value is served at once (its refresh goes on in
 /// the background) instead of each path waiting out `stale_wait` in turn.
 #[derive(Debug, Default)]
-pub struct Outage(Mutex<Option<Instant>>);
+pub struct Outage(Mutex<OutageState>);
+
+#[derive(Debug, Default)]
+struct OutageState {
+    /// The last transient failure, until Vault answers something.
+    failed_at: Option<Instant>,
+    /// Whether this outage was logged (so its end is logged too).
+    announced: bool,
+    /// When the last outage ended: a failure soon after is the same outage
+    /// flapping, not worth another pair of log lines.
+    ended_at: Option<Instant>,
+}
 
 /// How long after its last failure Vault still counts as failing.
 pub const OUTAGE_MEMORY: Duration = Duration::from_secs(5);
@@ -124,11 +135,32 @@ impl Outage {
         self.0
             .lock()
             .unwrap()
+            .failed_at
             .is_some_and(|failed| failed.elapsed() < OUTAGE_MEMORY)
     }
 
-    fn set(&self, on: bool) {
-        *self.0.lock().unwrap() = on.then(Instant::now);
+    /// Vault failed transiently. The first failure of an outage is logged with its
+    /// reason (the error's own text, which holds no value); one within
+    /// [`OUTAGE_MEMORY`] of the last outage's end is that outage flapping.
+    fn failed(&self, error: &StoreError) {
+        let mut state = self.0.lock().unwrap();
+        let flapping = state.ended_at.is_some_and(|t| t.elapsed() < OUTAGE_MEMORY);
+        if state.failed_at.is_none() && !state.announced && !flapping {
+            tracing::warn!(%error, "Vault is failing; cached values are served while they last (--max-stale)");
+            state.announced = true;
+        }
+        state.failed_at = Some(Instant::now());
+    }
+
+    /// Vault answered: the end of a logged outage is logged.
+    fn answered(&self) {
+        let mut state = self.0.lock().unwrap();
+        if state.failed_at.take().is_some() {
+            state.ended_at = Some(Instant::now());
+            if std::mem::take(&mut state.announced) {
+                tracing::info!("Vault answers again");
+            }
+        }
     }
 }
 
@@ -252,8 +284,9 @@ impl<V: Clone + PartialEq + Send + Sync + 'static> FetchCache<V> {
             Some(_) => tokio::time::timeout(inner.policy.stale_wait, shared)
                 .await
                 .unwrap_or_else(|_| {
-                    inner.outage.set(true);
-                    Err(StoreError::Timeout(inner.policy.stale_wait))
+                    let error = StoreError::Timeout(inner.policy.stale_wait);
+                    inner.outage.failed(&error);
+                    Err(error)
                 }),
             None => shared.await,
         };
@@ -429,8 +462,10 @@ impl<V: Clone + PartialEq> Inner<V> {
         let mut entries = self.entries.lock().unwrap();
         // `Some(None)`: the key was known to be absent (not found).
         let previous: Option<Option<V>> = entries.peek(key).map(|e| e.value.clone());
-        self.outage
-            .set(matches!(answer, Err(error) if error.is_transient()));
+        match answer {
+            Err(error) if error.is_transient() => self.outage.failed(error),
+            _ => self.outage.answered(),
+        }
         match answer {
             Ok(value) => {
                 if self.policy.ttl.is_zero() {

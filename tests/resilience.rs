@@ -303,6 +303,19 @@ fn a_killed_vault_restarted_sealed_is_bridged_and_reads_recover_after_unseal() {
         std::fs::read(mount.path("gbo/cold/k")).unwrap(),
         b"never-read"
     );
+    // The outage is logged once with its reason, and so is its end.
+    let log = mount.log_text();
+    let failing: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Vault is failing"))
+        .collect();
+    assert!(!failing.is_empty(), "{log}");
+    assert!(
+        failing[0].contains("error="),
+        "the reason is given: {}",
+        failing[0]
+    );
+    assert!(log.contains("Vault answers again"), "{log}");
 }
 
 #[test]
