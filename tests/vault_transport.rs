@@ -174,6 +174,12 @@ struct TlsServer {
 
 impl TlsServer {
     fn start(dir: &Path) -> TlsServer {
+        TlsServer::start_with(dir, &[])
+    }
+
+    /// With `extra` s_server options, e.g. `-Verify 1 -CAfile ca.pem` to demand a
+    /// client certificate.
+    fn start_with(dir: &Path, extra: &[&str]) -> TlsServer {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -193,6 +199,7 @@ impl TlsServer {
                 "-www",
                 "-quiet",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -270,4 +277,26 @@ fn turning_certificate_checks_off_is_a_warning_even_without_verbose_logging() {
         );
         assert!(!stderr.contains("TOKEN-CANARY"));
     }
+}
+
+#[test]
+fn client_certificates_are_refused_with_a_clear_error_naming_the_variables() {
+    let has_openssl = Command::new("openssl").arg("version").output().is_ok();
+    if !available_or_skip(has_openssl, "GBO_FS_REQUIRE_OPENSSL", "the openssl command") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let mut get = gbo_fs("https://localhost:1", "TOKEN-CANARY", dir.path());
+    get.env("VAULT_CLIENT_CERT", dir.path().join("server.pem"))
+        .env("VAULT_CLIENT_KEY", dir.path().join("server.key"))
+        .args(["get", "gbo/llm/openai_key"]);
+    let output = run_bounded(get, LIMIT);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("VAULT_CLIENT_CERT")
+            && stderr.contains("does not support client certificates"),
+        "{stderr}"
+    );
 }

@@ -282,6 +282,14 @@ impl VaultHttpStore {
         let settings = builder
             .build()
             .map_err(|e| format!("invalid Vault settings: {e}"))?;
+        if settings.identity.is_some() {
+            // vaultrs reads these from the environment, then fails to build its client.
+            return Err(
+                "VAULT_CLIENT_CERT / VAULT_CLIENT_KEY are set, but gbo-fs does not \
+                 support client certificates (TLS client authentication); unset them"
+                    .into(),
+            );
+        }
         let mut client = VaultClient::new(settings).map_err(|e| match e {
             ClientError::FileReadError { path, .. }
             | ClientError::ParseCertificateError { path, .. } => {
