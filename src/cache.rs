@@ -139,28 +139,44 @@ impl Outage {
             .is_some_and(|failed| failed.elapsed() < OUTAGE_MEMORY)
     }
 
-    /// Vault failed transiently. The first failure of an outage is logged with its
-    /// reason (the error's own text, which holds no value); one within
-    /// [`OUTAGE_MEMORY`] of the last outage's end is that outage flapping.
+    /// Vault is down (see `StoreError::means_vault_is_down`). The first failure of
+    /// an outage is logged with its reason (the error's own text, which holds no
+    /// value).
     fn failed(&self, error: &StoreError) {
-        let mut state = self.0.lock().unwrap();
-        let flapping = state.ended_at.is_some_and(|t| t.elapsed() < OUTAGE_MEMORY);
-        if state.failed_at.is_none() && !state.announced && !flapping {
-            tracing::warn!(%error, "Vault is failing; cached values are served while they last (--max-stale)");
-            state.announced = true;
+        if self.failed_at(Instant::now()) {
+            tracing::warn!(%error, "Vault is failing");
         }
-        state.failed_at = Some(Instant::now());
+    }
+
+    /// Records a failure at `now`; true when it is to be announced. One resuming
+    /// soon after the last ended is announced once it has gone on for
+    /// [`OUTAGE_MEMORY`] past that end: a flapping Vault gives a line per 5 s.
+    fn failed_at(&self, now: Instant) -> bool {
+        let mut state = self.0.lock().unwrap();
+        let flapping = state
+            .ended_at
+            .is_some_and(|ended| now.saturating_duration_since(ended) < OUTAGE_MEMORY);
+        let announce = !state.announced && !flapping;
+        state.announced |= announce;
+        state.failed_at = Some(now);
+        announce
     }
 
     /// Vault answered: the end of a logged outage is logged.
     fn answered(&self) {
-        let mut state = self.0.lock().unwrap();
-        if state.failed_at.take().is_some() {
-            state.ended_at = Some(Instant::now());
-            if std::mem::take(&mut state.announced) {
-                tracing::info!("Vault answers again");
-            }
+        if self.answered_at(Instant::now()) {
+            tracing::info!("Vault answers again");
         }
+    }
+
+    /// Records an answer at `now`; true when it ends an announced outage.
+    fn answered_at(&self, now: Instant) -> bool {
+        let mut state = self.0.lock().unwrap();
+        if state.failed_at.take().is_none() {
+            return false;
+        }
+        state.ended_at = Some(now);
+        std::mem::take(&mut state.announced)
     }
 }
 
@@ -446,7 +462,7 @@ impl<V> Inner<V> {
         let mut failures = self.recent_failures.lock().unwrap();
         failures.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
         match answer {
-            Err(error) if error.is_transient() => {
+            Err(error) if error.means_vault_is_down() => {
                 failures.insert(key.to_string(), (Instant::now(), error.clone()));
             }
             _ => {
@@ -463,7 +479,7 @@ impl<V: Clone + PartialEq> Inner<V> {
         // `Some(None)`: the key was known to be absent (not found).
         let previous: Option<Option<V>> = entries.peek(key).map(|e| e.value.clone());
         match answer {
-            Err(error) if error.is_transient() => self.outage.failed(error),
+            Err(error) if error.means_vault_is_down() => self.outage.failed(error),
             _ => self.outage.answered(),
         }
         match answer {
@@ -943,5 +959,27 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let outcome = fetch_counted(&cache, "k", &calls, Err(StoreError::Server(500))).await;
         assert_eq!(outcome.unwrap_err(), StoreError::Server(500));
+    }
+
+    #[test]
+    fn an_outage_is_announced_once_and_a_flapping_one_again_after_the_memory() {
+        let outage = Outage::default();
+        let t0 = Instant::now();
+        let at = |secs: f64| t0 + Duration::from_secs_f64(secs);
+        assert!(outage.failed_at(at(0.0)), "the first failure is announced");
+        assert!(!outage.failed_at(at(0.5)), "once");
+        assert!(outage.answered_at(at(1.0)), "its end is announced");
+        assert!(!outage.answered_at(at(1.1)), "once");
+        // Down again within the memory: not announced yet, nor its quick end.
+        assert!(!outage.failed_at(at(2.0)));
+        assert!(!outage.answered_at(at(2.5)));
+        // Down again and staying down: announced once the memory has passed.
+        assert!(!outage.failed_at(at(3.0)));
+        assert!(
+            !outage.failed_at(at(7.0)),
+            "still within 5 s of the end at 2.5 s"
+        );
+        assert!(outage.failed_at(at(7.6)), "announced after the memory");
+        assert!(outage.answered_at(at(9.0)));
     }
 }

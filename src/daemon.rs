@@ -516,21 +516,34 @@ pub(crate) fn lazy_unmount(path: &Path) {
     tracing::warn!(mountpoint = %path.display(), "could not detach the mount");
 }
 
-/// The mountpoint's real path, for refusing view paths that lead into it. A live
-/// mount (one premount made, or one `status` asks about) has only its parent
-/// resolved: resolving the mountpoint itself would ask its daemon, which may not
-/// serve (yet, or any more).
+/// The mountpoint's real path, for refusing view paths that lead into it. For a
+/// live mount (one premount made, or one `status` asks about) it is found with
+/// `readlink` alone: `stat` of the mountpoint would ask its daemon, which may not
+/// serve (yet, or any more). `prepare_mountpoint` already made the others real.
 pub(crate) fn real_mountpoint(mountpoint: &Path, premounted: bool) -> PathBuf {
-    let parent_resolved = || {
-        let absolute = std::path::absolute(mountpoint).ok()?;
-        let parent = absolute.parent()?.canonicalize().ok()?;
-        Some(parent.join(absolute.file_name()?))
-    };
-    match premounted {
-        true => parent_resolved().unwrap_or_else(|| mountpoint.to_path_buf()),
-        false => mountpoint.to_path_buf(),
+    if !premounted {
+        return mountpoint.to_path_buf();
     }
+    let mut path = std::path::absolute(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    for _ in 0..MAX_MOUNTPOINT_LINKS {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return path;
+        };
+        let parent = parent
+            .canonicalize()
+            .unwrap_or_else(|_| parent.to_path_buf());
+        let full = parent.join(name);
+        // readlink, unlike stat, never asks the daemon: a mount's root is no symlink.
+        match std::fs::read_link(&full) {
+            Ok(target) => path = parent.join(target),
+            Err(_) => return full,
+        }
+    }
+    path
 }
+
+/// Symlinks followed at most when resolving a live mountpoint's path.
+const MAX_MOUNTPOINT_LINKS: usize = 40;
 
 /// `--bots` or `--config-csv` inside the mount would make the daemon wait on itself:
 /// they are refused (nothing shows), with a warning at start.

@@ -927,6 +927,14 @@ pub fn run(
     options: MigrateOptions,
     env_token: Option<Zeroizing<String>>,
 ) -> Result<Outcome, String> {
+    // An AppRole login's token is short-lived and the daemon's own: never the .env's.
+    if env_token.is_none() && settings.upkeep.approle.is_some() {
+        return Err(
+            "migrate logs in with AppRole, so it has no token to write into the \
+             .env; pass --env-token-file with botserver's read-only token"
+                .into(),
+        );
+    }
     let env = EnvFile::load(env_path).map_err(|e| e.to_string())?;
     let store = VaultHttpStore::new(
         settings.connection.clone(),

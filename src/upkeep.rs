@@ -198,7 +198,8 @@ impl Upkeep {
 
     /// After Vault refused a read: is the token itself still valid? A refused
     /// lookup-self means it is not (revoked, expired): AppRole logs in again; a plain
-    /// token is reported dead once. A valid token means a policy denied that path.
+    /// token is reported once per refusal spell, and renewal goes on as before. A
+    /// valid token means a policy denied that path.
     async fn check_token_after_refusal(&mut self) {
         if matches!(self.token, TokenStatus::Invalid) {
             return;
@@ -208,11 +209,17 @@ impl Upkeep {
                 tracing::warn!("{refusal}; logging in with AppRole again");
                 self.acquire_token().await;
             }
+            // Logged once, but not taken as final: a refusal may be passing (a
+            // policy being edited), and renewal must go on if the token works again.
             token::TokenCheck::Refused(refusal) => {
-                tracing::error!("{refusal}; reads fail until gbo-fs gets a new token");
-                self.token = TokenStatus::Invalid;
+                let message = format!("{refusal}; reads fail until gbo-fs gets a new token");
+                if self.last_failure.as_deref() != Some(message.as_str()) {
+                    tracing::error!("{message}");
+                    self.last_failure = Some(message);
+                }
             }
-            token::TokenCheck::Usable(_) | token::TokenCheck::Unavailable(_) => {}
+            token::TokenCheck::Usable(_) => self.last_failure = None,
+            token::TokenCheck::Unavailable(_) => {}
         }
     }
 

@@ -605,3 +605,33 @@ fn the_rewritten_env_holds_the_read_only_token_given_or_the_writers_with_a_warni
         .env_text()
         .contains(&format!("VAULT_TOKEN={}", server.token())));
 }
+
+#[test]
+fn with_approle_and_no_env_token_file_migrate_refuses_before_writing_anything() {
+    let server = TestVaultServer::start(TestVaultConfig {
+        approle: Some(gbo_fs::testing::vault_server::TestAppRole::new(
+            "role-migrate",
+            "secret-id-MIGRATE",
+            Duration::from_secs(60),
+        )),
+        ..TestVaultConfig::kv2_secret_mount()
+    })
+    .unwrap();
+    let workspace = Workspace::with_env(FULL_ENV);
+    let mut command = gbo_fs(&server.addr(), "", workspace.dir.path());
+    command
+        .env_remove("VAULT_TOKEN")
+        .env("VAULT_ROLE_ID", "role-migrate")
+        .env("VAULT_SECRET_ID", "secret-id-MIGRATE")
+        .arg("migrate");
+    let output = run_bounded(command, LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--env-token-file"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(writes(&server), 0, "nothing written to Vault");
+    assert_eq!(workspace.env_text(), FULL_ENV, "the .env is untouched");
+    assert!(!stderr(&output).contains("secret-id-MIGRATE"));
+}

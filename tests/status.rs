@@ -134,6 +134,11 @@ fn a_serving_daemon_reports_its_counters() {
     assert_eq!(code, Some(0));
     let daemon = &report["daemon"];
     assert_eq!(daemon["pid"], mount.child.as_ref().unwrap().id());
+    // Asked through a symlink to the mountpoint, the same daemon answers.
+    let link = mount.dir.path().join("link-to-mount");
+    std::os::unix::fs::symlink(&mount.mountpoint, &link).unwrap();
+    let (_, through_link) = status_json(&server.addr(), &server.token(), &link);
+    assert_eq!(through_link["daemon"]["pid"], daemon["pid"]);
     assert_eq!(daemon["cache"]["entries"], 1);
     assert!(daemon["cache"]["hit_ratio"].as_f64().unwrap() > 0.0);
     assert_eq!(daemon["cache"]["stale_serves"], 0);
@@ -193,13 +198,18 @@ fn a_dead_mount_or_a_stopped_daemon_is_unhealthy_and_never_hangs_status() {
     assert!(error.contains("did not answer within 1 s"), "{error}");
     assert_eq!(report["vault"]["reachable"], true);
 
-    // A daemon killed without unmounting leaves a dead mount: reported as such.
+    // A daemon killed without unmounting leaves a dead mount: reported as such,
+    // also when asked through a symlink to the mountpoint.
     stopped.kill_hard();
-    let (code, report) = status_json(&server.addr(), &server.token(), &stopped.mountpoint);
-    assert_eq!(code, Some(1), "{report:#}");
-    let error = report["daemon"]["error"].as_str().unwrap();
-    assert!(
-        error.contains("dead mount") && error.contains("gbo-fs unmount"),
-        "{error}"
-    );
+    let link = stopped.dir.path().join("link-to-mount");
+    std::os::unix::fs::symlink(&stopped.mountpoint, &link).unwrap();
+    for asked in [&stopped.mountpoint, &link] {
+        let (code, report) = status_json(&server.addr(), &server.token(), asked);
+        assert_eq!(code, Some(1), "{report:#}");
+        let error = report["daemon"]["error"].as_str().unwrap();
+        assert!(
+            error.contains("dead mount") && error.contains("gbo-fs unmount"),
+            "{error}"
+        );
+    }
 }

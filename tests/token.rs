@@ -86,6 +86,41 @@ fn a_renewable_token_is_renewed_at_two_thirds_of_its_ttl_and_reads_outlive_the_t
 }
 
 #[test]
+fn a_passing_refusal_of_lookup_self_does_not_stop_renewal_of_a_plain_token() {
+    let ttl = Duration::from_secs(6);
+    let server = server_with(TestVaultConfig {
+        token_ttl: Some(ttl),
+        token_renewable: true,
+        ..TestVaultConfig::default()
+    });
+    let runtime = gbo_fs::daemon::runtime().unwrap();
+    let store = store_for(&server, &server.token());
+    gbo_fs::upkeep::start(store.clone(), UpkeepSettings::default(), &runtime).unwrap();
+    assert!(read_works(&runtime, &store));
+    // A policy being edited: for a moment the token may not even look itself up.
+    server.deny("auth/token/lookup-self");
+    server.deny("secret/data/gbo/llm");
+    assert!(!read_works(&runtime, &store), "the read is refused");
+    let lookups_before = server.count("GET", "auth/token/lookup-self");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            server.count("GET", "auth/token/lookup-self") > lookups_before
+        }),
+        "the refusal made the token be checked"
+    );
+    server.clear_denies();
+    assert!(
+        wait_until(Duration::from_secs(20), || server.renewals() >= 2),
+        "renewal went on after the refusal passed"
+    );
+    assert!(
+        read_works(&runtime, &store),
+        "reads work past the original TTL"
+    );
+    runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+#[test]
 fn a_root_token_that_never_expires_needs_no_requests() {
     let server = server_with(TestVaultConfig::default());
     let runtime = gbo_fs::daemon::runtime().unwrap();

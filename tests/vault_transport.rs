@@ -280,23 +280,75 @@ fn turning_certificate_checks_off_is_a_warning_even_without_verbose_logging() {
 }
 
 #[test]
-fn client_certificates_are_refused_with_a_clear_error_naming_the_variables() {
+fn a_client_certificate_from_vault_client_cert_and_key_is_presented() {
     let has_openssl = Command::new("openssl").arg("version").output().is_ok();
     if !available_or_skip(has_openssl, "GBO_FS_REQUIRE_OPENSSL", "the openssl command") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
-    let mut get = gbo_fs("https://localhost:1", "TOKEN-CANARY", dir.path());
-    get.env("VAULT_CLIENT_CERT", dir.path().join("server.pem"))
-        .env("VAULT_CLIENT_KEY", dir.path().join("server.key"))
-        .args(["get", "gbo/llm/openai_key"]);
-    let output = run_bounded(get, LIMIT);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("VAULT_CLIENT_CERT")
-            && stderr.contains("does not support client certificates"),
-        "{stderr}"
+    // A client certificate (X.509 v3) signed by the private CA, which the server demands.
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=gbo-fs",
+        ],
     );
+    std::fs::write(
+        dir.path().join("client.cnf"),
+        "extendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir.path(),
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "private-ca.pem",
+            "-CAkey",
+            "private-ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+        ],
+    );
+    let server = TlsServer::start_with(dir.path(), &["-Verify", "1", "-CAfile", "private-ca.pem"]);
+    let attempt = |with_certificate: bool| {
+        let mut get = gbo_fs(
+            &format!("https://localhost:{}", server.port),
+            "TOKEN-CANARY",
+            dir.path(),
+        );
+        get.arg("--vault-cacert")
+            .arg(dir.path().join("public-ca.pem"))
+            .args(["--vault-timeout", "3", "get", "gbo/llm/openai_key"]);
+        if with_certificate {
+            get.env("VAULT_CLIENT_CERT", dir.path().join("client.pem"))
+                .env("VAULT_CLIENT_KEY", dir.path().join("client.key"));
+        }
+        let output = run_bounded(get, LIMIT);
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // With the certificate the TLS session is set up and answered (by a page that is
+    // not Vault's); without it the server ends the handshake.
+    let presented = attempt(true);
+    assert!(presented.contains("not JSON"), "{presented}");
+    let refused = attempt(false);
+    assert!(!refused.contains("not JSON"), "{refused}");
 }

@@ -1417,3 +1417,29 @@ async fn the_kernels_immediate_retry_of_a_failed_lookup_gets_the_error_without_a
     assert_eq!(cat(&fs, "gbo/llm/openai_key").await.unwrap(), b"sk-openai");
     assert_eq!(store.reads_of("gbo/llm"), reads + 1);
 }
+
+#[tokio::test]
+async fn one_paths_server_error_is_no_outage_and_its_retry_asks_vault_again() {
+    let store = seeded();
+    let fs = fs_with(store.clone());
+    store.fail("gbo/llm", StoreError::Server(500));
+    assert_eq!(
+        cat(&fs, "gbo/llm/openai_key").await.unwrap_err().errno(),
+        libc::EIO
+    );
+    let reads = store.reads_of("gbo/llm");
+    assert_eq!(
+        cat(&fs, "gbo/llm/openai_key").await.unwrap_err().errno(),
+        libc::EIO
+    );
+    assert_eq!(
+        store.reads_of("gbo/llm"),
+        reads + 1,
+        "asked again: Vault itself answers"
+    );
+    assert!(
+        !fs.secrets.vault_failing(),
+        "one path's 500 is not an outage"
+    );
+    assert_eq!(cat(&fs, "gbo/tables/host").await.unwrap(), b"db");
+}

@@ -150,10 +150,14 @@ fn without_userinfo(addr: &str) -> String {
 fn vault_http_client(
     connection: &VaultConnection,
     url: &url::Url,
+    identity: Option<reqwest::Identity>,
 ) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .tls_backend_rustls()
         .timeout(connection.timeout);
+    if let Some(identity) = identity {
+        builder = builder.identity(identity);
+    }
     if url.scheme() == "https" {
         if connection.skip_verify {
             tracing::warn!(
@@ -187,15 +191,17 @@ fn vault_http_client(
 fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => {
-            name.eq_ignore_ascii_case("localhost")
-                || name.to_ascii_lowercase().ends_with(".localhost")
+            // `localhost.` is the same name, fully qualified.
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
         }
         Some(url::Host::Ipv4(address)) => address.is_loopback(),
-        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => {
+            address.is_loopback() || address.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         None => false,
     }
 }
-
 /// Checks that `path`, the value of `setting` (`--vault-cacert` or `VAULT_CACERT ...`), is a
 /// readable PEM bundle holding at least one certificate; the error names both and the OS error.
 pub fn check_ca_bundle(path: &Path, setting: &str) -> Result<(), String> {
@@ -282,14 +288,9 @@ impl VaultHttpStore {
         let settings = builder
             .build()
             .map_err(|e| format!("invalid Vault settings: {e}"))?;
-        if settings.identity.is_some() {
-            // vaultrs reads these from the environment, then fails to build its client.
-            return Err(
-                "VAULT_CLIENT_CERT / VAULT_CLIENT_KEY are set, but gbo-fs does not \
-                 support client certificates (TLS client authentication); unset them"
-                    .into(),
-            );
-        }
+        // vaultrs takes a client certificate (mutual TLS) from VAULT_CLIENT_CERT and
+        // VAULT_CLIENT_KEY; the client gbo-fs builds presents it too.
+        let identity = settings.identity.clone();
         let mut client = VaultClient::new(settings).map_err(|e| match e {
             ClientError::FileReadError { path, .. }
             | ClientError::ParseCertificateError { path, .. } => {
@@ -297,7 +298,7 @@ impl VaultHttpStore {
             }
             other => format!("cannot build the Vault client: {other}"),
         })?;
-        let http = vault_http_client(&connection, &url)?;
+        let http = vault_http_client(&connection, &url, identity)?;
         client.http = rustify::clients::reqwest::Client::new(url.as_str(), http.clone());
         Ok(VaultHttpStore {
             client: tokio::sync::RwLock::new(client),
@@ -811,6 +812,30 @@ mod tests {
         assert!(error.contains("127.0.0.1:8200"), "{error}");
         assert!(validate_vault_addr("ftp://host").is_err());
         assert!(validate_vault_addr("not a url").is_err());
+    }
+
+    #[test]
+    fn loopback_vaults_are_recognised_in_every_spelling() {
+        for addr in [
+            "http://127.0.0.1:8200",
+            "http://127.1.2.3:8200",
+            "http://localhost:8200",
+            "http://LocalHost.:8200",
+            "http://vault.localhost:8200",
+            "http://[::1]:8200",
+            "http://[::ffff:127.0.0.1]:8200",
+            "http://2130706433:8200",
+        ] {
+            assert!(is_loopback_host(&url::Url::parse(addr).unwrap()), "{addr}");
+        }
+        for addr in [
+            "http://192.0.2.2:8200",
+            "http://vault.example:8200",
+            "http://localhost.example:8200",
+            "http://[::ffff:192.0.2.2]:8200",
+        ] {
+            assert!(!is_loopback_host(&url::Url::parse(addr).unwrap()), "{addr}");
+        }
     }
 
     #[test]

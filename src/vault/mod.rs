@@ -148,6 +148,19 @@ impl StoreError {
         )
     }
 
+    /// Whether the error says Vault as a whole is not answering (down, sealed,
+    /// slow, a gateway error) rather than that one path failed (a 500 on it, a
+    /// malformed or oversized secret): only these make an outage.
+    pub fn means_vault_is_down(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unreachable(_)
+                | StoreError::Sealed
+                | StoreError::Timeout(_)
+                | StoreError::Server(502..=504)
+        )
+    }
+
     /// The errno a file operation returns for this error.
     pub fn errno(&self) -> i32 {
         match self {
