@@ -62,6 +62,7 @@ pub fn check(
         config_csv: options.config_csv.clone(),
         bots_dir: options.bots.clone(),
         mountpoint: None,
+        ..ConfigSources::default()
     };
     let sources = sources_to_check(source, &views)?;
     // A source that cannot be read is one failure among the others: every source

@@ -156,6 +156,16 @@ pub fn run_mount(settings: Settings, args: MountArgs) -> Result<(), DaemonError>
     // A mount made by `premount` is detached by the unit's ExecStopPost.
     let mut unmounter = (!premounted).then(|| session.unmount_callable());
     fs.set_invalidator(kernel_invalidator(session.notifier()));
+    // Known only now that the mount exists: view paths on this device are refused.
+    if let Some(device) = settings
+        .views
+        .mountpoint
+        .as_deref()
+        .and_then(mounted_filesystem)
+        .and_then(|m| m.device)
+    {
+        settings.views.set_mount_device(device);
+    }
     let refresher = runtime.spawn(refresh_loop(fs.clone()));
     let mut signals = {
         let _entered = runtime.enter();
@@ -436,6 +446,8 @@ pub struct MountedFs {
     pub fs_type: String,
     /// The mount's source field, e.g. `gbo-fs`.
     pub source: String,
+    /// The filesystem's device number (`st_dev` of its files), from `major:minor`.
+    pub device: Option<u64>,
 }
 
 impl MountedFs {
@@ -483,10 +495,18 @@ fn filesystem_in_mountinfo(table: &str, path: &Path) -> Option<MountedFs> {
                 .is_some_and(|mount_point| unescape_mountinfo(mount_point) == wanted)
         })
         .filter_map(|line| {
+            let device = line.split(' ').nth(2).and_then(|field| {
+                let (major, minor) = field.split_once(':')?;
+                Some(libc::makedev(major.parse().ok()?, minor.parse().ok()?))
+            });
             let mut fields = line.split(" - ").nth(1)?.split(' ');
             let fs_type = fields.next()?.to_string();
             let source = unescape_mountinfo(fields.next()?);
-            Some(MountedFs { fs_type, source })
+            Some(MountedFs {
+                fs_type,
+                source,
+                device,
+            })
         })
         .next_back()
 }

@@ -446,6 +446,9 @@ pub struct SecretFs {
     /// Per-inode content served to reads that come without an open handle
     /// (zero-message opens): taken at the read of offset 0, reused after it.
     read_snapshots: Mutex<HashMap<u64, Arc<SecretBytes>>>,
+    /// Each view source's mtime as last read (from the opened file), so a view's
+    /// attributes never stat its path on the calling thread.
+    view_mtimes: Mutex<HashMap<std::path::PathBuf, SystemTime>>,
     /// Reads that reached the daemon (page-cache hits never do).
     reads_served: AtomicU64,
     /// Vault requests that failed.
@@ -487,6 +490,7 @@ impl SecretFs {
             inodes,
             changes,
             read_snapshots: Mutex::new(HashMap::new()),
+            view_mtimes: Mutex::new(HashMap::new()),
             reads_served: AtomicU64::new(0),
             failed_operations: AtomicU64::new(0),
             handles: Mutex::new(HashMap::new()),
@@ -1000,6 +1004,7 @@ impl SecretFs {
         }
         let parent_node = self.node(parent)?;
         let views = &self.config.views;
+        let owned_name = name.to_string();
         let kind = match &*parent_node {
             NodeKind::Root if name == self.config.prefix => NodeKind::Folder {
                 path: self.config.prefix.as_str().into(),
@@ -1009,24 +1014,46 @@ impl SecretFs {
             NodeKind::Root if name == CONTROL_DIR => NodeKind::Control,
             NodeKind::Control if name == STATUS_FILE => NodeKind::Status,
             NodeKind::Control => return Err(FsError::NotFound),
-            NodeKind::Root if name == VIEW_NAME => NodeKind::View {
-                source: views.root_view().ok_or(FsError::NotFound)?.to_path_buf(),
+            NodeKind::Root if name == VIEW_NAME && views.config_csv.is_some() => NodeKind::View {
+                source: self
+                    .on_view_paths(|views, _| views.root_view().map(Path::to_path_buf))
+                    .await?
+                    .ok_or(FsError::NotFound)?,
             },
+            NodeKind::Root if views.bots_dir.is_none() => return Err(FsError::NotFound),
             NodeKind::Root => NodeKind::Package {
-                dir: views.package(name).ok_or(FsError::NotFound)?,
+                dir: self
+                    .on_view_paths(move |views, _| views.package(&owned_name))
+                    .await?
+                    .ok_or(FsError::NotFound)?,
             },
             NodeKind::Folder {
                 path, is_secret, ..
             } => self.child_of_folder(path, *is_secret, name).await?,
-            NodeKind::Package { dir } => NodeKind::Bot {
-                dir: views
-                    .bot(dir, name)
-                    .filter(|_| self.source_reader.may_list(dir))
-                    .ok_or(FsError::NotFound)?,
-            },
-            NodeKind::Bot { dir } if name == VIEW_NAME => NodeKind::View {
-                source: views.bot_source(dir).ok_or(FsError::NotFound)?,
-            },
+            NodeKind::Package { dir } => {
+                let package = dir.clone();
+                NodeKind::Bot {
+                    dir: self
+                        .on_view_paths(move |views, reader| {
+                            // Only what the view's owner could list itself.
+                            reader
+                                .may_list(&package)
+                                .then(|| views.bot(&package, &owned_name))
+                                .flatten()
+                        })
+                        .await?
+                        .ok_or(FsError::NotFound)?,
+                }
+            }
+            NodeKind::Bot { dir } if name == VIEW_NAME => {
+                let bot = dir.clone();
+                NodeKind::View {
+                    source: self
+                        .on_view_paths(move |views, _| views.bot_source(&bot))
+                        .await?
+                        .ok_or(FsError::NotFound)?,
+                }
+            }
             NodeKind::Bot { .. } => return Err(FsError::NotFound),
             NodeKind::SecretFile { .. } | NodeKind::View { .. } | NodeKind::Status => {
                 return Err(FsError::NotADirectory)
@@ -1135,24 +1162,35 @@ impl SecretFs {
                         has_children: true,
                     },
                 )];
-                if let Some(source) = self.config.views.root_view() {
-                    let source = source.to_path_buf();
-                    children.push((VIEW_NAME.to_string(), NodeKind::View { source }));
-                }
-                for (name, dir) in self.config.views.packages() {
-                    children.push((name, NodeKind::Package { dir }));
+                let views = &self.config.views;
+                if views.config_csv.is_some() || views.bots_dir.is_some() {
+                    let (root_view, packages) = self
+                        .on_view_paths(|views, _| {
+                            (views.root_view().map(Path::to_path_buf), views.packages())
+                        })
+                        .await?;
+                    if let Some(source) = root_view {
+                        children.push((VIEW_NAME.to_string(), NodeKind::View { source }));
+                    }
+                    for (name, dir) in packages {
+                        children.push((name, NodeKind::Package { dir }));
+                    }
                 }
                 Ok(self.entries_of(ino, children))
             }
             NodeKind::Package { dir } => {
-                // Only what the view's owner could list itself.
-                let visible = self.source_reader.may_list(dir);
-                let children = self
-                    .config
-                    .views
-                    .bots_in(dir)
+                let package = dir.clone();
+                let bots = self
+                    .on_view_paths(move |views, reader| {
+                        // Only what the view's owner could list itself.
+                        match reader.may_list(&package) {
+                            true => views.bots_in(&package),
+                            false => Vec::new(),
+                        }
+                    })
+                    .await?;
+                let children = bots
                     .into_iter()
-                    .filter(|_| visible)
                     .map(|(name, dir)| (name, NodeKind::Bot { dir }))
                     .collect();
                 Ok(self.entries_of(ino, children))
@@ -1161,7 +1199,11 @@ impl SecretFs {
                 Ok(self.entries_of(ino, vec![(STATUS_FILE.to_string(), NodeKind::Status)]))
             }
             NodeKind::Bot { dir } => {
-                let children = match self.config.views.bot_source(dir) {
+                let bot = dir.clone();
+                let source = self
+                    .on_view_paths(move |views, _| views.bot_source(&bot))
+                    .await?;
+                let children = match source {
                     Some(source) => vec![(VIEW_NAME.to_string(), NodeKind::View { source })],
                     None => Vec::new(),
                 };
@@ -1277,21 +1319,17 @@ impl SecretFs {
     /// When a file's content last changed, as far as gbo-fs saw: a new mtime makes
     /// the kernel drop pages it cached for the file.
     fn modified_at(&self, node: &NodeKind) -> SystemTime {
-        let changed =
-            match node {
-                NodeKind::SecretFile { path, .. } => self.changes.changed_at(path),
-                NodeKind::View { source } => {
-                    let source_time =
-                        self.config.views.real_path(source).ok().and_then(|real| {
-                            std::fs::metadata(real).and_then(|m| m.modified()).ok()
-                        });
-                    let latest = *self.changes.latest.lock().unwrap();
-                    source_time.max(latest)
-                }
-                NodeKind::Status => Some(SystemTime::now()),
-                NodeKind::Folder { path, .. } => self.changes.changed_at(path),
-                _ => None,
-            };
+        let changed = match node {
+            NodeKind::SecretFile { path, .. } => self.changes.changed_at(path),
+            NodeKind::View { source } => {
+                let source_time = self.view_mtimes.lock().unwrap().get(source).copied();
+                let latest = *self.changes.latest.lock().unwrap();
+                source_time.max(latest)
+            }
+            NodeKind::Status => Some(SystemTime::now()),
+            NodeKind::Folder { path, .. } => self.changes.changed_at(path),
+            _ => None,
+        };
         changed.unwrap_or(self.started).max(self.started)
     }
 
@@ -1339,6 +1377,24 @@ impl SecretFs {
         }
     }
 
+    /// Runs `work` (file-system calls on view paths: a bots directory, a package, a
+    /// source) on a blocking thread, never on the FUSE session thread or the
+    /// runtime's worker: should a path reach the mount after all (a race, a bind
+    /// mount), the daemon still answers itself instead of waiting on itself.
+    async fn on_view_paths<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&ConfigSources, &SourceReader) -> T + Send + 'static,
+    ) -> Result<T, FsError> {
+        let views = self.config.views.clone();
+        let reader = self.source_reader.clone();
+        tokio::task::spawn_blocking(move || work(&views, &reader))
+            .await
+            .map_err(|error| FsError::Source {
+                file: "config.csv views".into(),
+                reason: error.to_string(),
+            })
+    }
+
     /// Reads a config.csv source that references at most `MAX_VIEW_PATHS` secret
     /// paths: each is fetched on every rendering, so a bots-directory writer could
     /// otherwise make one `open` cost Vault thousands of requests.
@@ -1364,14 +1420,20 @@ impl SecretFs {
         let views = self.config.views.clone();
         let path = source.to_path_buf();
         let read = tokio::task::spawn_blocking(move || match views.real_path(&path) {
-            Ok(real) => reader.read(&real),
+            Ok(real) => reader.read_with_mtime(&real),
             Err(views::Unreachable::Io(error)) => Err(error),
             Err(into_the_mount) => Err(std::io::Error::other(into_the_mount.to_string())),
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         match read {
-            Ok(bytes) => Ok(bytes),
+            Ok((bytes, modified)) => {
+                if let Some(modified) = modified {
+                    let mut mtimes = self.view_mtimes.lock().unwrap();
+                    mtimes.insert(source.to_path_buf(), modified);
+                }
+                Ok(bytes)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FsError::NotFound),
             Err(e) => {
                 let file = source.display().to_string();

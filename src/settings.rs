@@ -279,6 +279,7 @@ fn resolve_with(
             bots_dir: options.bots.clone(),
             // Set by the daemon once it knows where it mounts.
             mountpoint: None,
+            ..crate::views::ConfigSources::default()
         },
         missing_reference: options.missing_reference,
         upkeep: crate::upkeep::UpkeepSettings {

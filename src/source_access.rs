@@ -95,6 +95,14 @@ impl SourceReader {
     /// Reads `path` if this reader could; otherwise `PermissionDenied` naming the
     /// file or directory that stops it.
     pub fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.read_with_mtime(path).map(|(bytes, _)| bytes)
+    }
+
+    /// [`Self::read`], with the file's mtime as the opened file had it.
+    pub fn read_with_mtime(
+        &self,
+        path: &Path,
+    ) -> std::io::Result<(Vec<u8>, Option<std::time::SystemTime>)> {
         let file = match self.open(path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -129,7 +137,7 @@ impl SourceReader {
         if bytes.len() as u64 > MAX_SOURCE_BYTES {
             return Err(too_large());
         }
-        Ok(bytes)
+        Ok((bytes, opened.modified().ok()))
     }
 
     /// Whether the owner could list the directory `dir` (read it, and search every

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +37,9 @@ pub struct ConfigSources {
     /// The real path of gbo-fs's own mountpoint, when mounted. No source, package or
     /// bot path may lead into it: the daemon would be waiting on itself.
     pub mountpoint: Option<PathBuf>,
+    /// The mount's device number, once mounted (shared by every clone): a path
+    /// reaching it another way (a bind mount) is refused too.
+    pub mount_device: Arc<std::sync::OnceLock<u64>>,
 }
 
 /// Why a source path has no real path outside the mount.
@@ -60,6 +64,11 @@ impl std::fmt::Display for Unreachable {
 const MAX_SYMLINKS: usize = 40;
 
 impl ConfigSources {
+    /// Records the mount's device number (see [`Self::mount_device`]).
+    pub fn set_mount_device(&self, device: u64) {
+        let _ = self.mount_device.set(device);
+    }
+
     /// `path` with every symlink and `..` resolved, found with `lstat` and
     /// `readlink` alone and without ever touching the mountpoint or anything under
     /// it; the error when it leads there. Without a mount, the plain real path.
@@ -89,6 +98,9 @@ impl ConfigSources {
                     }
                     let metadata =
                         std::fs::symlink_metadata(&candidate).map_err(Unreachable::Io)?;
+                    if self.mount_device.get() == Some(&metadata.dev()) {
+                        return Err(Unreachable::IntoTheMount);
+                    }
                     if !metadata.file_type().is_symlink() {
                         resolved = candidate;
                         continue;
@@ -163,7 +175,11 @@ impl ConfigSources {
 
     /// Bots (`<bot>.gbot`) in a package that have a config.csv, each by its real path.
     pub fn bots_in(&self, package: &Path) -> Vec<(String, PathBuf)> {
-        self.subdirectories_with_suffix(package, BOT_SUFFIX)
+        // Resolved again: the package may have been swapped for a symlink since.
+        let Some(package) = self.real_dir(package) else {
+            return Vec::new();
+        };
+        self.subdirectories_with_suffix(&package, BOT_SUFFIX)
             .into_iter()
             .filter(|(_, dir)| self.bot_source(dir).is_some())
             .collect()
@@ -389,6 +405,7 @@ mod tests {
             config_csv: None,
             bots_dir: Some(bots.to_path_buf()),
             mountpoint: None,
+            ..ConfigSources::default()
         };
         let names: Vec<String> = sources.packages().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, vec!["campaign-manager.gbai", "sales.gbai"]);

@@ -561,3 +561,72 @@ fn check_reports_every_source_even_past_one_it_cannot_read_and_escapes_control_c
     assert!(stdout.contains("k\\u{1b}[31m"), "{stdout}");
     assert!(!stdout.contains(SECRETS[0]));
 }
+
+#[test]
+fn a_bind_mount_of_the_mount_or_a_package_swapped_for_a_link_into_it_hangs_nothing() {
+    if !fuse_available() {
+        return;
+    }
+    let server = server();
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().join("secrets");
+    let bind = dir.path().join("bind");
+    std::fs::create_dir_all(&bind).unwrap();
+    let bots = dir.path().join("bots");
+    let bot = bots.join("pkg.gbai/b.gbot");
+    std::fs::create_dir_all(&bot).unwrap();
+    std::fs::write(
+        bot.join("config.csv"),
+        "name,value\nk,vault:gbo/llm/openai_key\n",
+    )
+    .unwrap();
+    let args = ["--bots", bots.to_str().unwrap()];
+    let mount = Mount::start_at(dir, mountpoint, &server.addr(), &server.token(), &args);
+    let bound = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&mount.mountpoint)
+        .arg(&bind)
+        .status()
+        .unwrap();
+    assert!(bound.success(), "mount --bind");
+    /// Detaches the bind mount however the test ends.
+    struct Unbind(PathBuf);
+    impl Drop for Unbind {
+        fn drop(&mut self) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    let _unbind = Unbind(bind.clone());
+
+    // A package that is the mount reached through the bind mount.
+    std::os::unix::fs::symlink(&bind, bots.join("evil.gbai")).unwrap();
+    let root = mount.path("");
+    let mut names: Vec<String> = within_20s("ls of the mount", move || {
+        std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    });
+    names.sort();
+    assert_eq!(names, ["gbo", "pkg.gbai"]);
+
+    // A package looked up, then swapped for a link into the mount: listing it
+    // again (through a descriptor opened before) answers.
+    let package = std::fs::File::open(mount.path("pkg.gbai")).unwrap();
+    std::fs::rename(bots.join("pkg.gbai"), bots.join("old.gbai")).unwrap();
+    std::os::unix::fs::symlink(&mount.mountpoint, bots.join("pkg.gbai")).unwrap();
+    let held = format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&package)
+    );
+    let listed = within_20s("ls of the swapped package", move || {
+        std::fs::read_dir(held).map(|entries| entries.count())
+    });
+    assert!(matches!(listed, Ok(0) | Err(_)), "{listed:?}");
+    let key = mount.path("gbo/llm/openai_key");
+    assert_eq!(
+        within_20s("a key file", move || std::fs::read(key).unwrap()),
+        SECRETS[0].as_bytes()
+    );
+    drop(package);
+}

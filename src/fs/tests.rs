@@ -555,6 +555,7 @@ fn fs_viewing(
         config_csv: Some(source.clone()),
         bots_dir: None,
         mountpoint: None,
+        ..ConfigSources::default()
     };
     (dir, source, fs_with_views(store, sources, mode))
 }
@@ -576,6 +577,7 @@ async fn config_csv_view_substitutes_references_and_keeps_every_other_byte() {
             config_csv: Some(source),
             bots_dir: None,
             mountpoint: None,
+            ..ConfigSources::default()
         },
         MissingReference::Error,
     );
@@ -645,6 +647,7 @@ async fn each_missing_reference_mode_behaves_as_documented() {
         config_csv: Some(source),
         bots_dir: None,
         mountpoint: None,
+        ..ConfigSources::default()
     };
     let error_mode = fs_with_views(seeded(), sources.clone(), MissingReference::Error);
     let error = cat(&error_mode, "config.csv").await.unwrap_err();
@@ -675,6 +678,7 @@ async fn denied_paths_down_vault_and_multiline_secrets_are_unresolvable() {
             config_csv: Some(source.clone()),
             bots_dir: None,
             mountpoint: None,
+            ..ConfigSources::default()
         },
         MissingReference::Error,
     );
@@ -724,6 +728,7 @@ async fn a_bot_view_never_shows_a_file_its_owner_could_not_read() {
         config_csv: None,
         bots_dir: Some(bots),
         mountpoint: None,
+        ..ConfigSources::default()
     };
     let fs = SecretFs::new(seeded(), config);
 
@@ -774,6 +779,7 @@ x,ROOT-GROUP-ONLY
         config_csv: None,
         bots_dir: Some(bots),
         mountpoint: None,
+        ..ConfigSources::default()
     };
     let fs = SecretFs::new(seeded(), config);
     let refused = cat(&fs, "a.gbai/b.gbot/config.csv").await.unwrap_err();
@@ -799,6 +805,7 @@ async fn bot_packages_appear_with_their_own_gbot_names_and_track_the_directory()
             config_csv: None,
             bots_dir: Some(bots.clone()),
             mountpoint: None,
+            ..ConfigSources::default()
         },
         MissingReference::Error,
     );
@@ -850,6 +857,7 @@ async fn a_view_reflects_source_edits_and_rotations_and_open_handles_keep_a_snap
         config_csv: Some(source.clone()),
         bots_dir: None,
         mountpoint: None,
+        ..ConfigSources::default()
     };
     let fs = SecretFs::new(store.clone(), config);
     let attr = fs.resolve_path("config.csv").await.unwrap();
@@ -890,6 +898,7 @@ async fn a_missing_or_unreadable_source_is_enoent_or_eio_and_the_rest_keeps_work
             config_csv: Some(source.clone()),
             bots_dir: None,
             mountpoint: None,
+            ..ConfigSources::default()
         },
         MissingReference::Error,
     );
@@ -921,6 +930,7 @@ async fn a_huge_config_csv_with_invalid_utf8_renders_completely() {
             config_csv: Some(source),
             bots_dir: None,
             mountpoint: None,
+            ..ConfigSources::default()
         },
         MissingReference::Error,
     );
@@ -1287,6 +1297,7 @@ async fn a_view_referencing_more_paths_than_the_limit_fails_without_asking_vault
         config_csv: Some(flood.clone()),
         bots_dir: None,
         mountpoint: None,
+        ..ConfigSources::default()
     };
     let fs = SecretFs::new(store.clone(), config);
     let refused = cat(&fs, "config.csv").await.unwrap_err();
@@ -1356,6 +1367,7 @@ async fn bots_in_a_package_its_owner_cannot_list_are_not_shown() {
         config_csv: None,
         bots_dir: Some(bots),
         mountpoint: None,
+        ..ConfigSources::default()
     };
     let fs = SecretFs::new(seeded(), config);
     assert!(names(&fs, "evil.gbai").await.is_empty());
