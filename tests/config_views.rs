@@ -455,22 +455,41 @@ fn within_20s<T: Send + 'static>(what: &str, operation: impl FnOnce() -> T + Sen
         .unwrap_or_else(|_| panic!("{what} did not answer within 20 s: the mount hangs"))
 }
 
+/// The sorted names in `dir`, failing the test if listing hangs.
+fn names_within_20s(dir: PathBuf) -> Vec<String> {
+    let mut names: Vec<String> = within_20s("ls of the mount", move || {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect()
+    });
+    names.sort();
+    names
+}
+
+/// A scratch directory holding `bots/<bot>/config.csv` (one reference), and the
+/// paths of a mountpoint (not yet created) and of the bots directory in it.
+fn workspace_with_bot(bot: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mountpoint = dir.path().join("secrets");
+    let bots = dir.path().join("bots");
+    let bot = bots.join(bot);
+    std::fs::create_dir_all(&bot).unwrap();
+    std::fs::write(
+        bot.join("config.csv"),
+        "name,value\nk,vault:gbo/llm/openai_key\n",
+    )
+    .unwrap();
+    (dir, mountpoint, bots)
+}
+
 #[test]
 fn view_paths_leading_into_the_mount_itself_are_refused_and_nothing_hangs() {
     if !fuse_available() {
         return;
     }
     let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().join("secrets");
-    let bots = dir.path().join("bots");
-    let good = bots.join("good.gbai/good.gbot");
-    std::fs::create_dir_all(&good).unwrap();
-    std::fs::write(
-        good.join("config.csv"),
-        "name,value\nk,vault:gbo/llm/openai_key\n",
-    )
-    .unwrap();
+    let (dir, mountpoint, bots) = workspace_with_bot("good.gbai/good.gbot");
     // A package that is the mount, and a bot whose config.csv is a file in it.
     std::os::unix::fs::symlink(&mountpoint, bots.join("loop.gbai")).unwrap();
     let sneaky = bots.join("sneaky.gbai/sneaky.gbot");
@@ -489,15 +508,7 @@ fn view_paths_leading_into_the_mount_itself_are_refused_and_nothing_hangs() {
     ];
     let mount = Mount::start_at(dir, mountpoint, &server.addr(), &server.token(), &args);
 
-    let root = mount.path("");
-    let mut names: Vec<String> = within_20s("ls of the mount", move || {
-        std::fs::read_dir(root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect()
-    });
-    names.sort();
-    assert_eq!(names, ["gbo", "good.gbai"]);
+    assert_eq!(names_within_20s(mount.path("")), ["gbo", "good.gbai"]);
     let key = mount.path("gbo/llm/openai_key");
     assert_eq!(
         within_20s("a key file", move || std::fs::read(key).unwrap()),
@@ -568,18 +579,9 @@ fn a_bind_mount_of_the_mount_or_a_package_swapped_for_a_link_into_it_hangs_nothi
         return;
     }
     let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let mountpoint = dir.path().join("secrets");
+    let (dir, mountpoint, bots) = workspace_with_bot("pkg.gbai/b.gbot");
     let bind = dir.path().join("bind");
     std::fs::create_dir_all(&bind).unwrap();
-    let bots = dir.path().join("bots");
-    let bot = bots.join("pkg.gbai/b.gbot");
-    std::fs::create_dir_all(&bot).unwrap();
-    std::fs::write(
-        bot.join("config.csv"),
-        "name,value\nk,vault:gbo/llm/openai_key\n",
-    )
-    .unwrap();
     let args = ["--bots", bots.to_str().unwrap()];
     let mount = Mount::start_at(dir, mountpoint, &server.addr(), &server.token(), &args);
     let bound = std::process::Command::new("mount")
@@ -600,15 +602,7 @@ fn a_bind_mount_of_the_mount_or_a_package_swapped_for_a_link_into_it_hangs_nothi
 
     // A package that is the mount reached through the bind mount.
     std::os::unix::fs::symlink(&bind, bots.join("evil.gbai")).unwrap();
-    let root = mount.path("");
-    let mut names: Vec<String> = within_20s("ls of the mount", move || {
-        std::fs::read_dir(root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect()
-    });
-    names.sort();
-    assert_eq!(names, ["gbo", "pkg.gbai"]);
+    assert_eq!(names_within_20s(mount.path("")), ["gbo", "pkg.gbai"]);
 
     // A package looked up, then swapped for a link into the mount: listing it
     // again (through a descriptor opened before) answers.
