@@ -373,32 +373,39 @@ mod tests {
         path
     }
 
+    /// Asserts that `reader` is refused `path` with a message naming `named` and
+    /// never the content; returns the message.
+    fn refused_naming(reader: &SourceReader, path: &Path, named: &str) -> String {
+        let error = reader.read(path).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
+        let message = error.to_string();
+        assert!(message.contains(named), "{message}");
+        assert!(!message.contains("contents of"), "never the content");
+        message
+    }
+
+    /// A scratch directory when running as root (files of other owners need it).
+    fn scratch_as_root() -> Option<tempfile::TempDir> {
+        running_as_root().then(scratch)
+    }
+
     fn running_as_root() -> bool {
         nix::unistd::geteuid().is_root()
     }
 
     #[test]
     fn a_root_only_file_behind_a_symlink_is_refused_naming_the_real_file() {
-        if !running_as_root() {
+        let Some(dir) = scratch_as_root() else {
             return;
-        }
-        let dir = scratch();
+        };
         let secret = file(dir.path(), "shadow", 0o600, 0, 0);
         let bots = dir.path().join("bots");
         std::fs::create_dir(&bots).unwrap();
         std::fs::set_permissions(&bots, std::fs::Permissions::from_mode(0o777)).unwrap();
         let link = bots.join("config.csv");
         symlink(&secret, &link).unwrap();
-        let error = SourceReader::new(OWNER, Some(OWNER))
-            .read(&link)
-            .unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
-        let message = error.to_string();
-        assert!(
-            message.contains("uid 4242") && message.contains("shadow"),
-            "{message}"
-        );
-        assert!(!message.contains("contents of"), "never the content");
+        let message = refused_naming(&SourceReader::new(OWNER, Some(OWNER)), &link, "shadow");
+        assert!(message.contains("uid 4242"), "{message}");
         assert_eq!(
             SourceReader::new(0, None).read(&link).unwrap(),
             b"contents of shadow",
@@ -408,10 +415,9 @@ mod tests {
 
     #[test]
     fn owner_group_and_other_bits_decide_in_the_kernels_order() {
-        if !running_as_root() {
+        let Some(dir) = scratch_as_root() else {
             return;
-        }
-        let dir = scratch();
+        };
         let reader = SourceReader::new(OWNER, Some(OTHER_GROUP));
         let readable = [
             file(dir.path(), "mine", 0o400, OWNER, 0),
@@ -435,10 +441,9 @@ mod tests {
 
     #[test]
     fn a_world_readable_file_in_a_private_directory_is_refused() {
-        if !running_as_root() {
+        let Some(dir) = scratch_as_root() else {
             return;
-        }
-        let dir = scratch();
+        };
         let private = dir.path().join("private");
         std::fs::create_dir(&private).unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -473,10 +478,9 @@ mod tests {
 
     #[test]
     fn an_owner_with_no_user_entry_and_no_gid_does_not_hold_the_daemons_group() {
-        if !running_as_root() {
+        let Some(dir) = scratch_as_root() else {
             return;
-        }
-        let dir = scratch();
+        };
         // root:root 0640, like /etc/sudoers.d files or a root-group .env.
         let root_group_file = file(dir.path(), "root_group", 0o640, 0, 0);
         let error = SourceReader::new(OWNER, None)
@@ -523,22 +527,14 @@ mod tests {
 
     #[test]
     fn an_acl_that_denies_the_owner_is_honoured() {
-        if !running_as_root() {
+        let Some(dir) = scratch_as_root() else {
             return;
-        }
-        let dir = scratch();
+        };
         let denied = file(dir.path(), "acl_denied.csv", 0o644, 0, 0);
         deny_by_acl(&denied, OWNER);
-        let error = SourceReader::new(OWNER, Some(OWNER))
-            .read(&denied)
-            .unwrap_err();
-        assert_eq!(error.kind(), std::io::ErrorKind::PermissionDenied);
-        let message = error.to_string();
-        assert!(
-            message.contains("acl_denied.csv") && message.contains("ACL"),
-            "{message}"
-        );
-        assert!(!message.contains("contents of"), "never the content");
+        let owner = SourceReader::new(OWNER, Some(OWNER));
+        let message = refused_naming(&owner, &denied, "acl_denied.csv");
+        assert!(message.contains("ACL"), "{message}");
         let other_user = SourceReader::new(OWNER + 1, Some(OWNER + 1));
         assert_eq!(
             other_user.read(&denied).unwrap(),
@@ -578,10 +574,9 @@ mod tests {
 
     #[test]
     fn a_directory_is_listable_only_where_the_owner_could_list_it() {
-        if !running_as_root() {
+        let Some(dir) = scratch_as_root() else {
             return;
-        }
-        let dir = scratch();
+        };
         let private = dir.path().join("private");
         std::fs::create_dir(&private).unwrap();
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();

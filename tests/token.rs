@@ -54,9 +54,15 @@ fn read_works(runtime: &tokio::runtime::Runtime, store: &VaultHttpStore) -> bool
     matches!(runtime.block_on(store.read_secret("gbo/llm")), Ok(Some(_)))
 }
 
-#[test]
-fn a_renewable_token_is_renewed_at_two_thirds_of_its_ttl_and_reads_outlive_the_ttl() {
-    let ttl = Duration::from_secs(6);
+/// A server whose token lives `ttl` and is renewable, with the daemon's upkeep
+/// started on a runtime of its own for a store using that token.
+fn renewable_token_upkeep(
+    ttl: Duration,
+) -> (
+    TestVaultServer,
+    tokio::runtime::Runtime,
+    Arc<VaultHttpStore>,
+) {
     let server = server_with(TestVaultConfig {
         token_ttl: Some(ttl),
         token_renewable: true,
@@ -64,8 +70,15 @@ fn a_renewable_token_is_renewed_at_two_thirds_of_its_ttl_and_reads_outlive_the_t
     });
     let runtime = gbo_fs::daemon::runtime().unwrap();
     let store = store_for(&server, &server.token());
-    let started = Instant::now();
     gbo_fs::upkeep::start(store.clone(), UpkeepSettings::default(), &runtime).unwrap();
+    (server, runtime, store)
+}
+
+#[test]
+fn a_renewable_token_is_renewed_at_two_thirds_of_its_ttl_and_reads_outlive_the_ttl() {
+    let ttl = Duration::from_secs(6);
+    let started = Instant::now();
+    let (server, runtime, store) = renewable_token_upkeep(ttl);
     assert_eq!(server.renewals(), 0, "nothing is renewed at start");
 
     assert!(wait_until(Duration::from_secs(20), || server.renewals() >= 1));
@@ -87,15 +100,7 @@ fn a_renewable_token_is_renewed_at_two_thirds_of_its_ttl_and_reads_outlive_the_t
 
 #[test]
 fn a_passing_refusal_of_lookup_self_does_not_stop_renewal_of_a_plain_token() {
-    let ttl = Duration::from_secs(6);
-    let server = server_with(TestVaultConfig {
-        token_ttl: Some(ttl),
-        token_renewable: true,
-        ..TestVaultConfig::default()
-    });
-    let runtime = gbo_fs::daemon::runtime().unwrap();
-    let store = store_for(&server, &server.token());
-    gbo_fs::upkeep::start(store.clone(), UpkeepSettings::default(), &runtime).unwrap();
+    let (server, runtime, store) = renewable_token_upkeep(Duration::from_secs(6));
     assert!(read_works(&runtime, &store));
     // A policy being edited: for a moment the token may not even look itself up.
     server.deny("auth/token/lookup-self");

@@ -698,6 +698,29 @@ async fn denied_paths_down_vault_and_multiline_secrets_are_unresolvable() {
     assert!(!format!("{checks:?}").contains("line1"));
 }
 
+/// Settings showing the bots under `bots` to the view owner uid 4242 (no `--gid`).
+fn views_owned_by_4242(bots: PathBuf) -> FsConfig {
+    let mut config = FsConfig::new("gbo");
+    config.uid = 4242;
+    config.views = ConfigSources {
+        bots_dir: Some(bots),
+        ..ConfigSources::default()
+    };
+    config
+}
+
+/// A world-searchable scratch directory, when running as root (tests of files
+/// belonging to another owner need it); `None` otherwise.
+fn searchable_dir_as_root() -> Option<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(dir)
+}
+
 fn source_with(path: &Path, text: &str) -> PathBuf {
     write_file(path, text);
     path.to_path_buf()
@@ -706,11 +729,9 @@ fn source_with(path: &Path, text: &str) -> PathBuf {
 #[tokio::test]
 async fn a_bot_view_never_shows_a_file_its_owner_could_not_read() {
     use std::os::unix::fs::PermissionsExt;
-    if !nix::unistd::geteuid().is_root() {
+    let Some(dir) = searchable_dir_as_root() else {
         return; // needs files of another owner
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
     let root_only = source_with(&dir.path().join("shadow"), "root:$6$hash:19000::\n");
     std::fs::set_permissions(&root_only, std::fs::Permissions::from_mode(0o600)).unwrap();
     let bots = dir.path().join("bots");
@@ -721,15 +742,8 @@ async fn a_bot_view_never_shows_a_file_its_owner_could_not_read() {
     std::fs::set_permissions(&honest, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::create_dir_all(bots.join("evil.gbai/evil.gbot")).unwrap();
     std::os::unix::fs::symlink(&root_only, bots.join("evil.gbai/evil.gbot/config.csv")).unwrap();
-    let mut config = FsConfig::new("gbo");
-    config.uid = 4242;
+    let mut config = views_owned_by_4242(bots);
     config.gid = 4242;
-    config.views = ConfigSources {
-        config_csv: None,
-        bots_dir: Some(bots),
-        mountpoint: None,
-        ..ConfigSources::default()
-    };
     let fs = SecretFs::new(seeded(), config);
 
     assert_eq!(
@@ -755,11 +769,9 @@ async fn a_bot_view_never_shows_a_file_its_owner_could_not_read() {
 #[tokio::test]
 async fn a_view_owner_given_only_by_uid_does_not_read_with_the_daemons_group() {
     use std::os::unix::fs::PermissionsExt;
-    if !nix::unistd::geteuid().is_root() {
+    let Some(dir) = searchable_dir_as_root() else {
         return; // needs files of another owner
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
     // root:root 0640: readable by the daemon's group (root's), not by uid 4242.
     let root_group = source_with(
         &dir.path().join("root_group.csv"),
@@ -773,14 +785,7 @@ x,ROOT-GROUP-ONLY
     std::fs::create_dir_all(bots.join("a.gbai/b.gbot")).unwrap();
     std::os::unix::fs::symlink(&root_group, bots.join("a.gbai/b.gbot/config.csv")).unwrap();
     // As `mount --uid 4242` without --gid builds it: files keep the daemon's gid.
-    let mut config = FsConfig::new("gbo");
-    config.uid = 4242;
-    config.views = ConfigSources {
-        config_csv: None,
-        bots_dir: Some(bots),
-        mountpoint: None,
-        ..ConfigSources::default()
-    };
+    let config = views_owned_by_4242(bots);
     let fs = SecretFs::new(seeded(), config);
     let refused = cat(&fs, "a.gbai/b.gbot/config.csv").await.unwrap_err();
     assert_eq!(refused.errno(), libc::EIO);
@@ -1360,15 +1365,8 @@ async fn bots_in_a_package_its_owner_cannot_list_are_not_shown() {
         "name,value\nkey,plain\n",
     );
     std::os::unix::fs::symlink(&hidden, bots.join("evil.gbai")).unwrap();
-    let mut config = FsConfig::new("gbo");
-    config.uid = 4242;
+    let mut config = views_owned_by_4242(bots);
     config.given_gid = Some(4242);
-    config.views = ConfigSources {
-        config_csv: None,
-        bots_dir: Some(bots),
-        mountpoint: None,
-        ..ConfigSources::default()
-    };
     let fs = SecretFs::new(seeded(), config);
     assert!(names(&fs, "evil.gbai").await.is_empty());
     assert!(fs
