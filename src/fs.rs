@@ -1035,7 +1035,10 @@ impl SecretFs {
                 NodeKind::Bot {
                     dir: self
                         .on_view_paths(move |views, reader| {
-                            // Only what the view's owner could list itself.
+                            // Resolved again (it may have been swapped for a link
+                            // into the mount), then only what the view's owner
+                            // could list itself.
+                            let package = views.real_dir(&package)?;
                             reader
                                 .may_list(&package)
                                 .then(|| views.bot(&package, &owned_name))
@@ -1182,10 +1185,11 @@ impl SecretFs {
                 let package = dir.clone();
                 let bots = self
                     .on_view_paths(move |views, reader| {
-                        // Only what the view's owner could list itself.
-                        match reader.may_list(&package) {
-                            true => views.bots_in(&package),
-                            false => Vec::new(),
+                        // Resolved again (it may have been swapped for a link into
+                        // the mount), then only what the view's owner could list.
+                        match views.real_dir(&package) {
+                            Some(package) if reader.may_list(&package) => views.bots_in(&package),
+                            _ => Vec::new(),
                         }
                     })
                     .await?;

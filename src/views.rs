@@ -120,7 +120,7 @@ impl ConfigSources {
     }
 
     /// The real path of `path` when it is a directory outside the mount.
-    fn real_dir(&self, path: &Path) -> Option<PathBuf> {
+    pub fn real_dir(&self, path: &Path) -> Option<PathBuf> {
         self.real_path(path).ok().filter(|real| real.is_dir())
     }
 

@@ -470,7 +470,10 @@ fn names_within_20s(dir: PathBuf) -> Vec<String> {
 /// A scratch directory holding `bots/<bot>/config.csv` (one reference), and the
 /// paths of a mountpoint (not yet created) and of the bots directory in it.
 fn workspace_with_bot(bot: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    // Searchable by a view owner other than root (--uid).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mountpoint = dir.path().join("secrets");
     let bots = dir.path().join("bots");
     let bot = bots.join(bot);
@@ -582,7 +585,9 @@ fn a_bind_mount_of_the_mount_or_a_package_swapped_for_a_link_into_it_hangs_nothi
     let (dir, mountpoint, bots) = workspace_with_bot("pkg.gbai/b.gbot");
     let bind = dir.path().join("bind");
     std::fs::create_dir_all(&bind).unwrap();
-    let args = ["--bots", bots.to_str().unwrap()];
+    // The view owner is not root, as in production: sources and listings are
+    // opened on the thread that holds the owner's identity.
+    let args = ["--bots", bots.to_str().unwrap(), "--uid", "65534"];
     let mount = Mount::start_at(dir, mountpoint, &server.addr(), &server.token(), &args);
     let bound = std::process::Command::new("mount")
         .arg("--bind")
@@ -604,18 +609,29 @@ fn a_bind_mount_of_the_mount_or_a_package_swapped_for_a_link_into_it_hangs_nothi
     std::os::unix::fs::symlink(&bind, bots.join("evil.gbai")).unwrap();
     assert_eq!(names_within_20s(mount.path("")), ["gbo", "pkg.gbai"]);
 
-    // A package looked up, then swapped for a link into the mount: listing it
-    // again (through a descriptor opened before) answers.
+    // A package looked up, then swapped for a link to a bot inside the mount (old.gbai
+    // is the same package, renamed): listing it again through a descriptor opened
+    // before answers, and another view read meanwhile is not held up.
     let package = std::fs::File::open(mount.path("pkg.gbai")).unwrap();
     std::fs::rename(bots.join("pkg.gbai"), bots.join("old.gbai")).unwrap();
-    std::os::unix::fs::symlink(&mount.mountpoint, bots.join("pkg.gbai")).unwrap();
+    std::os::unix::fs::symlink(
+        mount.mountpoint.join("old.gbai/b.gbot"),
+        bots.join("pkg.gbai"),
+    )
+    .unwrap();
     let held = format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&package)
     );
-    let listed = within_20s("ls of the swapped package", move || {
-        std::fs::read_dir(held).map(|entries| entries.count())
-    });
+    let lister = std::thread::spawn(move || std::fs::read_dir(held).map(|e| e.count()));
+    std::thread::sleep(Duration::from_millis(200));
+    let other_view = mount.path("old.gbai/b.gbot/config.csv");
+    let rendered = within_20s("another view", move || std::fs::read(other_view));
+    assert_eq!(
+        rendered.unwrap(),
+        format!("name,value\nk,{}\n", SECRETS[0]).as_bytes()
+    );
+    let listed = within_20s("ls of the swapped package", move || lister.join().unwrap());
     assert!(matches!(listed, Ok(0) | Err(_)), "{listed:?}");
     let key = mount.path("gbo/llm/openai_key");
     assert_eq!(
@@ -623,4 +639,11 @@ fn a_bind_mount_of_the_mount_or_a_package_swapped_for_a_link_into_it_hangs_nothi
         SECRETS[0].as_bytes()
     );
     drop(package);
+    // The swapped package was refused before any open followed it into the mount
+    // (that open would have held the owner's thread until its 5 s timeout).
+    assert!(
+        !mount.log_text().contains("took over"),
+        "{}",
+        mount.log_text()
+    );
 }
