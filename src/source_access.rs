@@ -308,6 +308,11 @@ impl OwnerOpener {
             .send((path.to_path_buf(), reply))
             .map_err(|_| std::io::Error::other("the source thread ended"))?;
         answer.recv_timeout(OWNER_OPEN_TIMEOUT).unwrap_or_else(|_| {
+            tracing::warn!(
+                path = %crate::command_output::printable(&path.display().to_string()),
+                "opening a view path as its owner takes over {} s; views wait behind it",
+                OWNER_OPEN_TIMEOUT.as_secs()
+            );
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
