@@ -190,6 +190,17 @@ impl WarnOnce {
     }
 }
 
+/// A package's real path, resolved again (the one kept in its inode may have been
+/// swapped for a link into the mount since), when the view's owner could list it:
+/// a package shows its bots only then.
+fn listable_package(
+    views: &ConfigSources,
+    reader: &SourceReader,
+    package: &Path,
+) -> Option<std::path::PathBuf> {
+    views.real_dir(package).filter(|real| reader.may_list(real))
+}
+
 /// Bytes `[offset, offset + size)` of `content`, clipped to its end.
 fn slice(content: &[u8], offset: u64, size: u32) -> SecretBytes {
     let start = usize::try_from(offset)
@@ -1035,14 +1046,8 @@ impl SecretFs {
                 NodeKind::Bot {
                     dir: self
                         .on_view_paths(move |views, reader| {
-                            // Resolved again (it may have been swapped for a link
-                            // into the mount), then only what the view's owner
-                            // could list itself.
-                            let package = views.real_dir(&package)?;
-                            reader
-                                .may_list(&package)
-                                .then(|| views.bot(&package, &owned_name))
-                                .flatten()
+                            let package = listable_package(views, reader, &package)?;
+                            views.bot(&package, &owned_name)
                         })
                         .await?
                         .ok_or(FsError::NotFound)?,
@@ -1185,12 +1190,9 @@ impl SecretFs {
                 let package = dir.clone();
                 let bots = self
                     .on_view_paths(move |views, reader| {
-                        // Resolved again (it may have been swapped for a link into
-                        // the mount), then only what the view's owner could list.
-                        match views.real_dir(&package) {
-                            Some(package) if reader.may_list(&package) => views.bots_in(&package),
-                            _ => Vec::new(),
-                        }
+                        listable_package(views, reader, &package)
+                            .map(|package| views.bots_in(&package))
+                            .unwrap_or_default()
                     })
                     .await?;
                 let children = bots
@@ -1420,16 +1422,15 @@ impl SecretFs {
 
     /// Reads a config.csv source; a missing file is ENOENT, anything else names the file.
     async fn read_source(&self, source: &Path) -> Result<Vec<u8>, FsError> {
-        let reader = self.source_reader.clone();
-        let views = self.config.views.clone();
         let path = source.to_path_buf();
-        let read = tokio::task::spawn_blocking(move || match views.real_path(&path) {
-            Ok(real) => reader.read_with_mtime(&real),
-            Err(views::Unreachable::Io(error)) => Err(error),
-            Err(into_the_mount) => Err(std::io::Error::other(into_the_mount.to_string())),
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let read = self
+            .on_view_paths(move |views, reader| match views.real_path(&path) {
+                Ok(real) => reader.read_with_mtime(&real),
+                Err(views::Unreachable::Io(error)) => Err(error),
+                Err(into_the_mount) => Err(std::io::Error::other(into_the_mount.to_string())),
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         match read {
             Ok((bytes, modified)) => {
                 if let Some(modified) = modified {

@@ -124,22 +124,21 @@ impl ConfigSources {
         self.real_path(path).ok().filter(|real| real.is_dir())
     }
 
-    /// The real path of a bot directory's config.csv when it is a file outside the mount.
+    /// Whether `path` leads to a regular file outside the mount.
+    fn is_file_outside_mount(&self, path: &Path) -> bool {
+        self.real_path(path).is_ok_and(|real| real.is_file())
+    }
+
+    /// A bot directory's config.csv, when it is a file outside the mount.
     pub fn bot_source(&self, bot_dir: &Path) -> Option<PathBuf> {
         let source = bot_dir.join(VIEW_NAME);
-        self.real_path(&source)
-            .ok()
-            .filter(|real| real.is_file())
-            .map(|_| source)
+        self.is_file_outside_mount(&source).then_some(source)
     }
 
     /// The single `--config-csv` source, when it exists now (outside the mount).
     pub fn root_view(&self) -> Option<&Path> {
         let source = self.config_csv.as_deref()?;
-        self.real_path(source)
-            .ok()
-            .filter(|real| real.is_file())
-            .map(|_| source)
+        self.is_file_outside_mount(source).then_some(source)
     }
 
     /// Packages (`<name>.gbai`) in the bots directory that hold at least one bot
@@ -174,12 +173,10 @@ impl ConfigSources {
     }
 
     /// Bots (`<bot>.gbot`) in a package that have a config.csv, each by its real path.
+    /// `package` must be a real path just resolved ([`Self::real_dir`]): one kept
+    /// from earlier may have been swapped for a symlink since.
     pub fn bots_in(&self, package: &Path) -> Vec<(String, PathBuf)> {
-        // Resolved again: the package may have been swapped for a symlink since.
-        let Some(package) = self.real_dir(package) else {
-            return Vec::new();
-        };
-        self.subdirectories_with_suffix(&package, BOT_SUFFIX)
+        self.subdirectories_with_suffix(package, BOT_SUFFIX)
             .into_iter()
             .filter(|(_, dir)| self.bot_source(dir).is_some())
             .collect()

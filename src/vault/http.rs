@@ -168,12 +168,15 @@ fn vault_http_client(
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         if let Some(path) = &connection.ca_cert {
-            let shown = path.display();
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("the CA bundle `{shown}` cannot be read: {e}"))?;
-            let certificates = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|_| {
-                format!("the CA bundle `{shown}` could not be read as a PEM certificate bundle")
-            })?;
+            let unusable = || {
+                format!(
+                    "the CA bundle `{}` could not be read as a PEM certificate bundle",
+                    path.display()
+                )
+            };
+            let bytes = std::fs::read(path).map_err(|_| unusable())?;
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(&bytes).map_err(|_| unusable())?;
             builder = builder.tls_certs_only(certificates);
         }
     } else {
@@ -277,13 +280,10 @@ impl VaultHttpStore {
             .token(connection.token.as_str())
             .timeout(Some(connection.timeout))
             .verify(!connection.skip_verify)
-            .ca_certs(
-                connection
-                    .ca_cert
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect(),
-            )
+            // vaultrs's own HTTP client is replaced below (`vault_http_client` reads
+            // the CA bundle); empty, not unset, so vaultrs does not read
+            // VAULT_CACERT/VAULT_CAPATH itself for a client it would throw away.
+            .ca_certs(Vec::new())
             .namespace(connection.namespace.clone());
         let settings = builder
             .build()
@@ -291,13 +291,8 @@ impl VaultHttpStore {
         // vaultrs takes a client certificate (mutual TLS) from VAULT_CLIENT_CERT and
         // VAULT_CLIENT_KEY; the client gbo-fs builds presents it too.
         let identity = settings.identity.clone();
-        let mut client = VaultClient::new(settings).map_err(|e| match e {
-            ClientError::FileReadError { path, .. }
-            | ClientError::ParseCertificateError { path, .. } => {
-                format!("the CA bundle `{path}` could not be read as a PEM certificate bundle")
-            }
-            other => format!("cannot build the Vault client: {other}"),
-        })?;
+        let mut client = VaultClient::new(settings)
+            .map_err(|e| format!("cannot build the Vault client: {e}"))?;
         let http = vault_http_client(&connection, &url, identity)?;
         client.http = rustify::clients::reqwest::Client::new(url.as_str(), http.clone());
         Ok(VaultHttpStore {
